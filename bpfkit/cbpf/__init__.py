@@ -1,0 +1,1 @@
+"""Classic BPF: isa, program, encodings, asm, disasm, validate, interp."""

@@ -1,0 +1,70 @@
+"""bpfkit command line: argparse front end.  Each subcommand lives in its own module
+`bpfkit.cli.cmd_<name>` with `register(subparsers)` (adds its parser and sets
+`func=run`) and `run(args) -> int`.  No product logic lives here."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import warnings
+
+from .. import __version__
+from ..errors import BpfError, CaptureWarning
+from .common import EXIT_USAGE, eprint
+
+# Subcommand modules, in the order `--help` lists them.
+COMMANDS = ["asm", "disasm", "validate", "run", "filter"]
+
+DESCRIPTION = """\
+bpfkit runs Berkeley Packet Filter programs over packet captures, outside the kernel,
+with the answers of the Linux kernel and libpcap.
+
+examples:
+  bpfkit asm prog.bpf -d                 assemble, print a tcpdump -d listing
+  bpfkit disasm -ddd prog.txt            any encoding in, another out
+  bpfkit validate --rules kernel prog    check against bpf_check_classic
+  bpfkit run prog.bpf -r in.pcap --json  return value of every packet
+  bpfkit filter --prog prog.bpf -r in.pcap -w out.pcap
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit 2, as DESIGN.md asks
+        self.print_usage(sys.stderr)
+        eprint(f"bpfkit: error: {message}")
+        sys.exit(EXIT_USAGE)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="bpfkit", description=DESCRIPTION,
+                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=f"bpfkit {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name in COMMANDS:
+        importlib.import_module(f"bpfkit.cli.cmd_{name}").register(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    with warnings.catch_warnings():
+        # capture-reading problems are reported as one line on stderr, not as a Python warning
+        warnings.simplefilter("ignore", CaptureWarning)
+        try:
+            return int(args.func(args) or 0)
+        except BpfError as e:
+            eprint(f"bpfkit {args.command}: error: {e}")
+            return EXIT_USAGE
+        except BrokenPipeError:
+            return 0
+        except KeyboardInterrupt:
+            eprint("bpfkit: interrupted")
+            return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
