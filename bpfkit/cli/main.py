@@ -57,7 +57,10 @@ def main(argv: list[str] | None = None) -> int:
         try:
             return int(args.func(args) or 0)
         except BpfError as e:
-            eprint(f"bpfkit {args.command}: error: {e}")
+            # one line (DESIGN.md); the message's first line already says where and why,
+            # further lines (an AsmError's source excerpt and caret) are for API users
+            lines = str(e).splitlines() or [type(e).__name__]
+            eprint(f"bpfkit {args.command}: error: {lines[0]}")
             return EXIT_USAGE
         except BrokenPipeError:
             return 0

@@ -1,0 +1,107 @@
+"""Run a classic BPF program over a whole capture, streaming: the API behind
+`bpfkit run` and `bpfkit filter`.  Sits above bpfkit.pcap and bpfkit.cbpf, below the CLI.
+
+Memory stays bounded: the capture is read in batches (bpfkit.pcap.open_capture), each
+batch runs on the vectorised interpreter (libpcap bpf_filter semantics), and kept
+packets are written out before the next batch is read.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import numpy as np
+
+from .cbpf.program import Program
+from .cbpf.vinterp import run_batch
+from .errors import BpfError, CaptureError
+from .pcap import CaptureWriter, open_capture
+
+Progress = Callable[[int], None]   # called with the number of packets read so far
+
+
+@dataclass
+class RunSummary:
+    """Per-packet return values of a program over a capture, in capture order."""
+    packets: int
+    retval: np.ndarray                      # uint32[packets]
+    problems: list[CaptureError] = field(default_factory=list)
+
+    @property
+    def accepted(self) -> int:
+        return int(np.count_nonzero(self.retval))
+
+    @property
+    def rejected(self) -> int:
+        return self.packets - self.accepted
+
+
+@dataclass
+class FilterSummary:
+    packets: int            # packets read
+    kept: int               # packets written
+    problems: list[CaptureError] = field(default_factory=list)
+
+
+def run_program(prog: Program, capture: str, *, count: Optional[int] = None,
+                strict: bool = False, progress: Optional[Progress] = None) -> RunSummary:
+    """Run `prog` over the first `count` packets (all when None) of `capture`."""
+    parts: list[np.ndarray] = []
+    n = 0
+    with open_capture(capture, strict=strict) as reader:
+        for batch in reader:
+            if count is not None and n + len(batch) > count:
+                batch = batch[: count - n]
+            parts.append(run_batch(prog, batch))
+            n += len(batch)
+            if progress:
+                progress(n)
+            if count is not None and n >= count:
+                break
+        problems = list(reader.problems)
+    retval = np.concatenate(parts) if parts else np.zeros(0, np.uint32)
+    return RunSummary(n, retval.astype(np.uint32, copy=False), problems)
+
+
+def filter_capture(prog: Program, capture: str, output: Optional[str], *,
+                   count: Optional[int] = None, format: str = "pcap", strict: bool = False,
+                   progress: Optional[Progress] = None) -> FilterSummary:
+    """Write the packets of `capture` on which `prog` returns non-zero to `output`
+    (None: count only), keeping the input's link type, snaplen and timestamp precision.
+    `count` stops after that many kept packets, like `tcpdump -c`.
+
+    As with libpcap's pcap_offline_filter, a non-zero return keeps the packet whole:
+    a savefile reader does not truncate to the return value."""
+    read = kept = 0
+    writer = None
+    try:
+        with open_capture(capture, strict=strict) as reader:
+            for batch in reader:
+                read += len(batch)
+                sel = batch[run_batch(prog, batch) != 0]
+                if count is not None and kept + len(sel) > count:
+                    sel = sel[: count - kept]
+                if output is not None:
+                    if writer is None:
+                        writer = CaptureWriter(output, format=format, linktype=batch.linktype,
+                                               snaplen=batch.snaplen, nanos=batch.ts_nanos)
+                    elif batch.linktype != writer.linktype and format == "pcap" and len(sel):
+                        raise BpfError(
+                            f"the input changes link type ({writer.linktype} -> {batch.linktype}) "
+                            f"after {read - len(batch)} packets; a pcap file holds one link type "
+                            f"(write pcapng with --pcapng)")
+                    writer.write(sel)
+                kept += len(sel)
+                if progress:
+                    progress(read)
+                if count is not None and kept >= count:
+                    break
+            problems = list(reader.problems)
+            if output is not None and writer is None:
+                # no packets at all: still write a valid, empty capture, as tcpdump -w does
+                writer = CaptureWriter(output, format=format, linktype=reader.linktype,
+                                       snaplen=reader.snaplen, nanos=reader.ts_nanos)
+    finally:
+        if writer is not None:
+            writer.close()
+    return FilterSummary(read, kept, problems)

@@ -1,0 +1,568 @@
+"""Reading captures: open_capture() streams PacketBatches of bounded size,
+read_capture() returns a whole file as one batch.
+
+The file is memory-mapped, and every batch's ``buf`` is that map (zero-copy): packet i
+of a batch is ``buf[offset[i]:offset[i] + caplen[i]]`` with ``offset`` the byte offset
+of its data in the file.  Memory does not grow with the file: only the index of one
+segment is held at a time, and the pages of batches already handed out are released
+(madvise MADV_DONTNEED; they are read again from the file if touched).  Standard input
+('-') and other unmappable sources are read into memory.
+
+Bad data (libpcap's rules, sf-pcap.c / sf-pcapng.c): every complete record before the
+problem is delivered, then the problem is a CaptureError with the byte offset and the
+number of records read: raised when ``strict=True``, else issued as a CaptureWarning and
+kept in ``reader.problems``.  The one exception is a file that cannot be opened at all
+(missing, unreadable), which raises CaptureError either way.
+
+Batches hold exactly one link type.  A pcapng file whose interfaces have different link
+types gives a new batch at every change of link type; read_capture() of such a file raises
+CaptureError naming the link types unless ``linktype=`` picks one.
+"""
+from __future__ import annotations
+
+import mmap
+import os
+import struct
+import sys
+import warnings
+from dataclasses import dataclass
+from typing import Iterator, Optional
+
+import numpy as np
+
+from ..errors import CaptureError, CaptureWarning, UsageError
+from . import chain, fixup, linktypes, pcapfile, pcapng
+from .batch import DEFAULT_SNAPLEN, PacketBatch
+
+# Bytes of file indexed per walk: bounds the memory of the index (and the pages mapped
+# ahead of the batches handed out), not the batch size.
+SEGMENT_BYTES = 128 << 20
+_MADV_POPULATE_READ = getattr(mmap, "MADV_POPULATE_READ", 22)
+
+
+@dataclass(frozen=True)
+class _Chunk:
+    """Index of consecutive records of one link type."""
+    linktype: int
+    snaplen: int
+    nanos: bool
+    swapped: bool          # from a big-endian section (fixup.py)
+    offset: np.ndarray
+    caplen: np.ndarray
+    wirelen: np.ndarray
+    ts_ns: np.ndarray
+
+
+class _Problem(Exception):
+    """Internal: bad data at a byte offset (becomes a CaptureError)."""
+
+    def __init__(self, message: str, offset: int):
+        super().__init__(message)
+        self.message = message
+        self.offset = offset
+
+
+# --- sources -----------------------------------------------------------------------
+
+class _Source:
+    """The bytes of a capture as a uint8 array (a memory map where possible)."""
+
+    def __init__(self, src, label: str):
+        self.label = label
+        self.mm: Optional[mmap.mmap] = None
+        if isinstance(src, (bytes, bytearray, memoryview, np.ndarray)):
+            self.buf = np.frombuffer(src, np.uint8) if not isinstance(src, np.ndarray) \
+                else src.view(np.uint8).reshape(-1)
+            return
+        if src == "-":
+            self.buf = np.frombuffer(sys.stdin.buffer.read(), np.uint8)
+            return
+        try:
+            fd = os.open(os.fspath(src), os.O_RDONLY)
+        except OSError as e:
+            raise CaptureError(f"cannot open: {e.strerror}", path=label) from None
+        try:
+            st = os.fstat(fd)
+            size = st.st_size
+            if size > 0 and _is_regular(st.st_mode):
+                try:
+                    self.mm = mmap.mmap(fd, size, access=mmap.ACCESS_READ)
+                except (OSError, ValueError):
+                    self.mm = None
+            if self.mm is not None:
+                self.buf = np.frombuffer(self.mm, np.uint8)
+            else:
+                chunks = []
+                while True:
+                    b = os.read(fd, 1 << 20)
+                    if not b:
+                        break
+                    chunks.append(b)
+                self.buf = np.frombuffer(b"".join(chunks), np.uint8)
+        except OSError as e:
+            raise CaptureError(f"cannot read: {e.strerror}", path=label) from None
+        finally:
+            os.close(fd)
+
+    def populate(self, start: int, stop: int) -> None:
+        """Map the pages of [start, stop) in one go (MADV_POPULATE_READ, Linux 5.14+):
+        much cheaper than taking a page fault at each first touch."""
+        if self.mm is None:
+            return
+        start -= start % mmap.PAGESIZE
+        stop = min(stop, len(self.buf))
+        if stop > start:
+            try:
+                self.mm.madvise(_MADV_POPULATE_READ, start, stop - start)
+            except (OSError, ValueError):
+                pass            # older kernel: the pages fault in as they are touched
+
+    def release(self, upto: int) -> None:
+        """Drop the pages before byte `upto` from this process (they stay in the page
+        cache and come back if touched)."""
+        if self.mm is None or upto <= 0:
+            return
+        upto -= upto % mmap.PAGESIZE
+        if upto > 0:
+            try:
+                self.mm.madvise(mmap.MADV_DONTNEED, 0, upto)
+            except (OSError, ValueError, AttributeError):
+                pass
+
+    def close(self) -> None:
+        if self.mm is not None:
+            try:
+                self.mm.close()
+            except BufferError:
+                pass        # batches still use it; it goes when they do
+
+
+def _is_regular(mode: int) -> bool:
+    import stat
+    return stat.S_ISREG(mode)
+
+
+# --- classic pcap ----------------------------------------------------------------
+
+class _PcapRecords:
+    format = "pcap"
+
+    def __init__(self, buf: np.ndarray, vector: bool, prefetch):
+        self.prefetch = prefetch
+        try:
+            self.hdr = pcapfile.parse_header(buf)
+        except pcapfile.HeaderError as e:
+            raise _Problem(e.message, e.offset) from None
+        self.buf = buf
+        self.vector = vector
+        self.chain = pcapfile.RecordChain(buf, self.hdr, len(buf))
+        self.linktype = self.hdr.linktype
+        self.snaplen = self.hdr.snapshot
+        self.file_snaplen = self.hdr.file_snaplen
+        self.ts_nanos = self.hdr.nanos
+        self.swapped = self.hdr.big
+        self.records = 0
+
+    def dlt_of(self, linktype: int) -> int:
+        return linktypes.dlt_of(linktype)
+
+    def chunks(self) -> Iterator[_Chunk]:
+        pos, end = pcapfile.FILE_HEADER_LEN, len(self.buf)
+        while pos < end:
+            self.prefetch(pos, pos + SEGMENT_BYTES)
+            w = chain.walk(self.chain, pos, pos + SEGMENT_BYTES, vector=self.vector)
+            if len(w.offsets):
+                data, cap, wire, ts = self.chain.columns(w.offsets, w.rows)
+                self.records += len(w.offsets)
+                yield _Chunk(self.linktype, self.snaplen, self.ts_nanos, self.swapped, data,
+                             cap, wire, ts)
+            if w.status != chain.OK:
+                raise _Problem(self.chain.describe(w.next), w.next)
+            pos = w.next
+
+
+# --- pcapng ------------------------------------------------------------------------
+
+class _PcapngRecords:
+    format = "pcapng"
+
+    def __init__(self, buf: np.ndarray, vector: bool, prefetch):
+        self.prefetch = prefetch
+        self.buf = buf
+        self.vector = vector
+        self.end = len(buf)
+        self.records = 0
+        try:
+            sec = pcapng.parse_first_shb(buf)
+        except pcapng.BlockError as e:
+            raise _Problem(e.message, e.offset) from None
+        self.big = sec.big
+        self.swapped = sec.big
+        self.max_block = pcapng.INITIAL_MAX_BLOCKSIZE
+        self.ifaces: list[pcapng.Interface] = []
+        self.pos = sec.length
+        # pcap_ng_check_header: read blocks until the first IDB; it sets the file's
+        # link type, snapshot length and the maximum block size
+        while True:
+            if self.pos >= self.end:
+                raise _Problem("the capture file has no Interface Description Blocks", self.pos)
+            btype = self._u32(self.pos) if self.end - self.pos >= 4 else None
+            if btype == pcapng.BT_SHB:
+                self._new_section()
+                continue
+            try:
+                total = pcapng.check_block(buf, self.pos, self.end, self.big, self.max_block)
+            except pcapng.BlockError as e:
+                raise _Problem(e.message, e.offset) from None
+            if btype == pcapng.BT_IDB:
+                self._add_idb(self.pos, total)
+                self.pos += total
+                break
+            if btype in (pcapng.BT_EPB, pcapng.BT_SPB, pcapng.BT_PB):
+                raise _Problem("the capture file has a packet block before any Interface "
+                               "Description Blocks", self.pos)
+            self.pos += total
+        first = self.ifaces[0]
+        self.linktype = first.linktype
+        self.snaplen = first.snapshot
+        self.file_snaplen = first.snaplen
+        self.ts_nanos = first.nanos
+        self.max_block = max(self.max_block, pcapng.max_blocksize_for_snaplen(
+            linktypes.max_snaplen_for_dlt(linktypes.dlt_of(first.linktype))))
+
+    def dlt_of(self, linktype: int) -> int:
+        return linktypes.dlt_of(linktype)
+
+    def _u32(self, pos: int) -> int:
+        return struct.unpack_from(">I" if self.big else "<I", self.buf, pos)[0]
+
+    def _new_section(self) -> None:
+        try:
+            sec = pcapng.parse_later_shb(self.buf, self.pos, self.end, self.max_block)
+        except pcapng.BlockError as e:
+            raise _Problem(e.message, e.offset) from None
+        if sec.big != self.big:
+            self.big = sec.big
+        self.swapped = self.big
+        self.ifaces = []            # each section has its own interfaces
+        self.pos = sec.length
+
+    def _add_idb(self, pos: int, total: int) -> None:
+        try:
+            self.ifaces.append(pcapng.parse_idb(self.buf, pos, total, self.big))
+        except pcapng.BlockError as e:
+            raise _Problem(e.message, e.offset) from None
+
+    def chunks(self) -> Iterator[_Chunk]:
+        while self.pos < self.end:
+            fmt = pcapng.BlockChain(self.buf, self.big, self.end, self.max_block)
+            self.prefetch(self.pos, self.pos + SEGMENT_BYTES)
+            w = chain.walk(fmt, self.pos, self.pos + SEGMENT_BYTES, vector=self.vector)
+            yield from self._blocks(fmt, w.offsets, w.rows)
+            self.pos = w.next
+            if w.status == chain.STOP:
+                self._new_section()
+            elif w.status == chain.BAD:
+                raise _Problem(fmt.describe(w.next), w.next)
+
+    def _blocks(self, fmt: pcapng.BlockChain, offs: np.ndarray, rows: np.ndarray
+                ) -> Iterator[_Chunk]:
+        if not len(offs):
+            return
+        types = rows[:, 0].astype(np.int64)
+        idbs = np.flatnonzero(types == pcapng.BT_IDB)
+        start = 0
+        for k in idbs.tolist() + [len(offs)]:
+            if k > start:
+                yield from self._packets(offs[start:k], types[start:k], rows[start:k])
+            if k < len(offs):
+                self._add_idb(int(offs[k]), int(rows[k, 1]))
+            start = k + 1
+
+    def _packets(self, offs, types, rows) -> Iterator[_Chunk]:
+        """Decode the EPB/SPB/PB blocks among `offs` (no IDB in between)."""
+        sel = (types == pcapng.BT_EPB) | (types == pcapng.BT_SPB) | (types == pcapng.BT_PB)
+        if not sel.all():
+            offs, types, rows = offs[sel], types[sel], rows[sel]
+        n = len(offs)
+        if n == 0:
+            return
+        bo, bt = offs, types
+        total = rows[:, 1].astype(np.int64)
+        spb = bt == pcapng.BT_SPB
+        pb = bt == pcapng.BT_PB
+        short_fixed = total - 12 < np.where(spb, 4, 20)
+        r = rows.astype(np.int64)
+        iface = np.where(spb, 0, r[:, 2])
+        if pb.any():
+            # the PB's interface id is a 16-bit field followed by a 16-bit drop count
+            iface = np.where(pb, (r[:, 2] >> 16) if self.big else (r[:, 2] & 0xFFFF), iface)
+        hi, lo, cap = r[:, 3], r[:, 4], r[:, 5]
+        wire = np.where(spb, r[:, 2], r[:, 6])
+        iface = np.where(short_fixed, 0, iface)
+        data = bo + np.where(spb, 12, 28)
+        room = total - np.where(spb, 16, 32)
+
+        nif = len(self.ifaces)
+        snap = np.array([i.snapshot for i in self.ifaces] or [0], np.int64)
+        lts = np.array([i.linktype for i in self.ifaces] or [0], np.int64)
+        known = ~short_fixed & (iface < nif)
+        # SPB: "the minimum of the snapshot length and the packet length", where the
+        # snapshot is that of interface 0 (libpcap: the file's, which is the same)
+        cap = np.where(spb, np.minimum(wire, snap[0]), cap)
+        isnap = snap[np.where(known, iface, 0)]
+        bad_cap = known & (cap > isnap)
+        bad_room = known & ~bad_cap & (cap > room)
+        bad = short_fixed | ~known | bad_cap | bad_room
+        k = int(np.argmax(bad)) if bad.any() else n
+        problem = None
+        if k < n:
+            problem = self._packet_problem(int(bo[k]), int(bt[k]), bool(short_fixed[k]),
+                                           int(iface[k]), nif, bool(bad_cap[k]), int(cap[k]),
+                                           int(isnap[k]))
+        if k:
+            yield from self._emit(data[:k], cap[:k], wire[:k], hi[:k], lo[:k], iface[:k],
+                                  lts, spb[:k])
+        if problem is not None:
+            raise problem
+
+    @staticmethod
+    def _packet_problem(off, btype, short_fixed, iface, nif, bad_cap, cap, snap) -> _Problem:
+        # the checks in the order pcap_ng_next_packet makes them
+        if short_fixed:
+            return _Problem(f"block of type {btype} in pcapng dump file is too short", off)
+        if iface >= nif:
+            return _Problem(f"a packet arrived on interface {iface}, but there's no Interface "
+                            f"Description Block for that interface", off)
+        if bad_cap:
+            return _Problem(f"invalid packet capture length {cap}, bigger than snaplen of "
+                            f"{snap}", off)
+        return _Problem(f"block of type {btype} in pcapng dump file is too short", off)
+
+    def _emit(self, data, cap, wire, hi, lo, iface, lts, spb) -> Iterator[_Chunk]:
+        t = (hi.astype(np.uint64) << np.uint64(32)) | lo.astype(np.uint64)
+        ts = np.zeros(len(t), np.int64)
+        for i in np.unique(iface):
+            m = iface == i
+            ts[m] = pcapng.timestamps(t[m], self.ifaces[int(i)])
+        # SPBs have no time stamp: libpcap reports 0 seconds, whatever the interface
+        ts[spb] = 0
+        lt = lts[iface]
+        cuts = np.flatnonzero(lt[1:] != lt[:-1]) + 1
+        bounds = [0] + cuts.tolist() + [len(lt)]
+        for a, b in zip(bounds[:-1], bounds[1:]):
+            ids = np.unique(iface[a:b])
+            ifs = [self.ifaces[int(i)] for i in ids]
+            self.records += b - a
+            yield _Chunk(int(lt[a]), max(f.snapshot for f in ifs), any(f.nanos for f in ifs),
+                         self.swapped, data[a:b], cap[a:b].astype(np.uint32), wire[a:b].astype(np.uint32),
+                         ts[a:b])
+
+
+# --- the reader ------------------------------------------------------------------------
+
+class CaptureReader:
+    """An open capture: iterate it for PacketBatches (one link type each, at most
+    `batch_packets` packets and `batch_bytes` captured bytes, at least one packet).
+
+    Attributes: ``format`` ('pcap' | 'pcapng', None when unrecognised), ``linktype``,
+    ``snaplen`` (libpcap's snapshot length: 0 or oversized in the file means the
+    maximum), ``file_snaplen`` (as stored), ``ts_nanos`` — all of the first interface —
+    ``records`` (packets read so far) and ``problems`` (CaptureErrors met so far).
+    """
+
+    def __init__(self, source, *, batch_packets: int = 65536, batch_bytes: int = 64 << 20,
+                 strict: bool = False, _vector: bool = True):
+        if batch_packets < 1 or batch_bytes < 1:
+            raise UsageError("batch_packets and batch_bytes must be at least 1")
+        self.batch_packets = int(batch_packets)
+        self.batch_bytes = int(batch_bytes)
+        self.strict = strict
+        self.path = _label(source)
+        self.problems: list[CaptureError] = []
+        self.format: Optional[str] = None
+        self.linktype = 1
+        self.snaplen = DEFAULT_SNAPLEN
+        self.file_snaplen = DEFAULT_SNAPLEN
+        self.ts_nanos = False
+        self._src = _Source(source, self.path)
+        self._recs = None
+        self._iter = None
+        self._done = False
+        self._problem: Optional[_Problem] = None
+        buf = self._src.buf
+        try:
+            if len(buf) < 4:
+                raise _Problem(f"truncated dump file; tried to read 4 file header bytes, only "
+                               f"got {len(buf)}", 0)
+            head = bytes(buf[:4])
+            if pcapfile.is_pcap_magic(head):
+                self._recs = _PcapRecords(buf, _vector, self._src.populate)
+            elif pcapng.is_pcapng_magic(head):
+                self._recs = _PcapngRecords(buf, _vector, self._src.populate)
+            else:
+                raise _Problem("unknown file format (not pcap or pcapng)", 0)
+        except _Problem as p:
+            self._done = True
+            self._report(p)
+            return
+        r = self._recs
+        self.format = r.format
+        self.linktype, self.snaplen, self.file_snaplen, self.ts_nanos = \
+            r.linktype, r.snaplen, r.file_snaplen, r.ts_nanos
+
+    @property
+    def records(self) -> int:
+        return self._recs.records if self._recs is not None else 0
+
+    def _report(self, p: _Problem) -> None:
+        err = CaptureError(p.message, path=self.path, offset=p.offset, records=self.records)
+        self.problems.append(err)
+        if self.strict:
+            raise err
+        warnings.warn(CaptureWarning(str(err)), stacklevel=4)
+
+    # iteration
+    def __iter__(self) -> Iterator[PacketBatch]:
+        if self._iter is None:
+            self._iter = self._batches()
+        return self._iter
+
+    def _chunks(self) -> Iterator[_Chunk]:
+        """The index chunks; a problem is kept in self._problem for the caller to report
+        after it has handed out every good record."""
+        if self._done or self._recs is None:
+            return
+        try:
+            yield from self._recs.chunks()
+        except _Problem as p:
+            self._problem = p
+        self._done = True
+
+    def _report_pending(self) -> None:
+        p, self._problem = self._problem, None
+        if p is not None:
+            self._report(p)
+
+    def _batches(self) -> Iterator[PacketBatch]:
+        pend: Optional[_Chunk] = None
+        for ch in self._chunks():
+            if pend is not None and _key(ch) != _key(pend):
+                yield from self._flush(pend, final=True)     # a batch has one link type
+                pend = None
+            pend = ch if pend is None else _merge([pend, ch])
+            pend = yield from self._flush(pend, final=False)
+        if pend is not None:
+            yield from self._flush(pend, final=True)
+        self._report_pending()
+
+    def _flush(self, ch: _Chunk, final: bool):
+        """Yield the full batches in `ch` (every packet when `final`); return the rest."""
+        n = len(ch.offset)
+        cum = np.cumsum(ch.caplen, dtype=np.int64)
+        start = 0
+        while start < n:
+            base = int(cum[start - 1]) if start else 0
+            fit = int(np.searchsorted(cum, base + self.batch_bytes, side="right"))
+            stop = max(start + 1, min(start + self.batch_packets, fit))
+            if not final and stop == n and n - start < self.batch_packets and \
+                    int(cum[-1]) - base < self.batch_bytes:
+                break                   # not full yet: wait for more records
+            yield self._batch(ch, start, stop)
+            start = stop
+        return _slice(ch, start, n) if start < n else None
+
+    def _batch(self, ch: _Chunk, a: int, b: int) -> PacketBatch:
+        off = ch.offset[a:b]
+        if len(off):
+            self._src.release(int(off[0]))
+        batch = PacketBatch(self._src.buf, off, ch.caplen[a:b], ch.wirelen[a:b],
+                            ch.ts_ns[a:b], ch.linktype, ch.snaplen, ch.nanos)
+        dlt = linktypes.dlt_of(ch.linktype)
+        if fixup.needed(dlt, ch.swapped):
+            batch = fixup.apply(batch, dlt, ch.swapped)
+        return batch
+
+    def close(self) -> None:
+        if self._iter is not None:
+            self._iter.close()
+        self._src.close()
+
+    def __enter__(self) -> "CaptureReader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _key(c: _Chunk):
+    """Batches split where this changes: the link type, and for link types whose
+    pseudo-header libpcap byte-swaps, the byte order of the section."""
+    dlt = linktypes.dlt_of(c.linktype)
+    return (c.linktype, c.swapped if dlt in fixup.SWAPPED_DLTS else None)
+
+
+def _merge(chunks: list[_Chunk]) -> _Chunk:
+    if len(chunks) == 1:
+        return chunks[0]
+    c0 = chunks[0]
+    return _Chunk(c0.linktype, max(c.snaplen for c in chunks), any(c.nanos for c in chunks),
+                  c0.swapped,
+                  np.concatenate([c.offset for c in chunks]),
+                  np.concatenate([c.caplen for c in chunks]),
+                  np.concatenate([c.wirelen for c in chunks]),
+                  np.concatenate([c.ts_ns for c in chunks]))
+
+
+def _slice(c: _Chunk, a: int, b: int) -> _Chunk:
+    return _Chunk(c.linktype, c.snaplen, c.nanos, c.swapped, c.offset[a:b], c.caplen[a:b],
+                  c.wirelen[a:b], c.ts_ns[a:b])
+
+
+def _label(source) -> str:
+    if isinstance(source, (bytes, bytearray, memoryview, np.ndarray)):
+        return "<memory>"
+    if source == "-":
+        return "<stdin>"
+    return os.fspath(source)
+
+
+def open_capture(path, *, batch_packets: int = 65536, batch_bytes: int = 64 << 20,
+                 strict: bool = False) -> CaptureReader:
+    """Open a pcap or pcapng capture ('-' = standard input; bytes-like = in memory)."""
+    return CaptureReader(path, batch_packets=batch_packets, batch_bytes=batch_bytes,
+                         strict=strict)
+
+
+def read_capture(path, *, strict: bool = False, linktype: Optional[int | str] = None,
+                 ) -> PacketBatch:
+    """The whole capture as one batch (zero-copy: buf is the file's memory map).
+
+    A pcapng file with interfaces of more than one link type raises CaptureError naming
+    them, unless `linktype` (a value or libpcap name) selects the packets of one."""
+    want = None if linktype is None else linktypes.value_of(linktype)
+    r = CaptureReader(path, batch_packets=1 << 62, batch_bytes=1 << 62, strict=strict)
+    chunks = list(r._chunks())
+    r._report_pending()
+    seen = []
+    for c in chunks:
+        if c.linktype not in seen:
+            seen.append(c.linktype)
+    if want is None and len(seen) > 1:
+        names = ", ".join(f"{linktypes.name_of(v)} ({v})" for v in seen)
+        raise CaptureError(f"the capture holds packets of {len(seen)} link types: {names}; "
+                           f"pass linktype= to read one of them, or stream it with "
+                           f"open_capture() (one batch per link type)", path=r.path)
+    if want is not None:
+        chunks = [c for c in chunks if c.linktype == want]
+    if not chunks:
+        return PacketBatch.empty(want if want is not None else r.linktype, r.snaplen,
+                                 r.ts_nanos)
+    runs: list[list[_Chunk]] = []
+    for c in chunks:
+        if runs and _key(runs[-1][0]) == _key(c):
+            runs[-1].append(c)
+        else:
+            runs.append([c])
+    parts = [r._batch(m, 0, len(m.offset)) for m in map(_merge, runs)]
+    return parts[0] if len(parts) == 1 else PacketBatch.concat(parts)
