@@ -85,18 +85,12 @@ def _seeded(builder):
     return strategy
 
 
-@_seeded
-def libpcap_programs(draw, max_len: int = 24):
-    """Programs libpcap 1.10.3's bpf_validate accepts and its bpf_filter can run to
-    completion: only opcodes bpf_filter implements, forward jumps only, ending in a
-    ret, and every scratch cell written first (1.10.3 leaves M[] uninitialised)."""
-    n = draw(_S.integers(1, max_len))
-    prologue = []
-    for m in range(16):
-        prologue += [(BPF_LD | BPF_IMM, 0, 0, draw(_S.integers(0, U32))), (BPF_ST, 0, 0, m)]
+def _libpcap_body(draw, n: int, store_max: int = 15) -> list:
+    """n forward-only instructions from bpf_filter's repertoire; jumps land at most
+    on index n (the instruction right after the body)."""
     body = []
-    for i in range(n - 1):
-        left = n - 1 - i - 1            # instructions after this one, before the last
+    for i in range(n):
+        left = n - i - 1                # instructions after this one in the body
         fam = draw(_S.sampled_from(["abs", "ind", "alu_k", "alu_x", "cjmp", "other", "mem",
                                     "st", "ja", "ret"]))
         if fam == "abs":
@@ -117,13 +111,47 @@ def libpcap_programs(draw, max_len: int = 24):
         elif fam == "mem":
             body.append((draw(_S.sampled_from(MEM_LOADS)), 0, 0, draw(_S.integers(0, 15))))
         elif fam == "st":
-            body.append((draw(_S.sampled_from(STORES)), 0, 0, draw(_S.integers(0, 15))))
+            body.append((draw(_S.sampled_from(STORES)), 0, 0,
+                         draw(_S.integers(0, store_max))))
         elif fam == "ja":
             body.append((JA, 0, 0, draw(_S.integers(0, left))))
         else:
             body.append((draw(_S.sampled_from(RETS)), 0, 0, draw(k_values())))
+    return body
+
+
+def _scratch_prologue(draw) -> list:
+    out = []
+    for m in range(16):
+        out += [(BPF_LD | BPF_IMM, 0, 0, draw(_S.integers(0, U32))), (BPF_ST, 0, 0, m)]
+    return out
+
+
+@_seeded
+def libpcap_programs(draw, max_len: int = 24):
+    """Programs libpcap 1.10.3's bpf_validate accepts and its bpf_filter can run to
+    completion: only opcodes bpf_filter implements, forward jumps only, ending in a
+    ret, and every scratch cell written first (1.10.3 leaves M[] uninitialised)."""
+    n = draw(_S.integers(1, max_len))
+    body = _libpcap_body(draw, n - 1)
     body.append((draw(_S.sampled_from(RETS)), 0, 0, draw(k_values())))
-    return Program(prologue + body)
+    return Program(_scratch_prologue(draw) + body)
+
+
+@_seeded
+def looping_programs(draw, max_body: int = 16):
+    """A bounded loop through a backward `ja`, as libpcap's protochain makes them:
+    M[15] = (wire length & 3) iterations, a random forward-only body (which never
+    writes M[15] and may return early), then the latch
+    `ld M[15]; jeq #0 exit; sub #1; st M[15]; ja body`, and `txa; ret a`."""
+    m = draw(_S.integers(1, max_body))
+    head = _scratch_prologue(draw) + [(BPF_LD | BPF_W | BPF_LEN, 0, 0, 0),
+                                      (BPF_ALU | 0x50, 0, 0, 3), (BPF_ST, 0, 0, 15)]
+    body = _libpcap_body(draw, m, store_max=14)
+    latch = [(BPF_LD | BPF_MEM, 0, 0, 15), (BPF_JMP | 0x10, 3, 0, 0),
+             (BPF_ALU | 0x10, 0, 0, 1), (BPF_ST, 0, 0, 15),
+             (JA, 0, 0, (-(m + 5)) & U32)]
+    return Program(head + body + latch + [(BPF_MISC | 0x80, 0, 0, 0), (BPF_RET | 0x10, 0, 0, 0)])
 
 
 @st.composite

@@ -514,3 +514,43 @@ def libpcap_read(path: str, max_packets: int | None = None) -> LibpcapRead:
         return LibpcapRead(None, lib.pcap_datalink(p), lib.pcap_snapshot(p), out, error)
     finally:
         lib.pcap_close(p)
+
+
+def bpf_verifier_log(raw: bytes, prog_type: int = BPF_PROG_TYPE_SOCKET_FILTER,
+                     level: int = 2, log_size: int = 1 << 22) -> str:
+    """The verifier log of loading `raw` at `level` (2: every instruction as it is
+    checked, with the kernel's disassembly); the program is closed again."""
+    insns = ctypes.create_string_buffer(raw, len(raw))
+    lic = ctypes.create_string_buffer(b"GPL")
+    log = ctypes.create_string_buffer(log_size)
+    attr = ctypes.create_string_buffer(_ATTR_SIZE)
+    struct.pack_into("=IIQQIIQ", attr, 0, prog_type, len(raw) // 8,
+                     ctypes.addressof(insns), ctypes.addressof(lic), level, log_size,
+                     ctypes.addressof(log))
+    fd = _bpf(BPF_PROG_LOAD, attr)
+    text = log.value.decode(errors="replace")
+    if fd < 0:
+        raise BpfLoadError(-fd, text)
+    os.close(fd)
+    return text
+
+
+def bpf_kernel_listing(raw: bytes, prog_type: int = BPF_PROG_TYPE_SOCKET_FILTER
+                       ) -> dict[int, tuple[int, str]] | None:
+    """The kernel's own disassembly of a program: the "Live regs before insn" listing
+    that a level-2 verifier log starts with (Linux >= 6.15), printed even when the
+    verifier later refuses the program.  {slot: (opcode, text)}, or None when the log
+    has no listing (the program failed the early CFG checks)."""
+    try:
+        log = bpf_verifier_log(raw, prog_type)
+    except BpfLoadError as e:
+        log = e.log
+    if "Live regs before insn:" not in log:
+        return None
+    out = {}
+    for line in log.split("Live regs before insn:", 1)[1].splitlines()[1:]:
+        m = __import__("re").match(r"\s*(\d+): [0-9.]{10} \(([0-9a-f]{2})\) (.*)$", line)
+        if not m:
+            break
+        out[int(m.group(1))] = (int(m.group(2), 16), m.group(3))
+    return out

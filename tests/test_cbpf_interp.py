@@ -22,7 +22,7 @@ from bpfkit.cbpf.program import Program
 from bpfkit.cbpf.validate import check
 from bpfkit.errors import ExecutionError, UnsupportedError, UsageError, ValidationError
 
-from cbpf_gen import libpcap_programs, packets, tcpdump_program
+from cbpf_gen import libpcap_programs, looping_programs, packets, tcpdump_program
 
 # --- the kernel's test_bpf classic cases ---------------------------------------------
 
@@ -142,6 +142,13 @@ def test_socket_pay_offset():
     assert run_socket(prog, pkt, SkbMeta(protocol=0x1234)) == 0
     with pytest.raises(UnsupportedError):
         run_socket(prog, pkt, SkbMeta(protocol=0x8847))
+    # an offloaded 802.1Q tag: the dissector continues with skb->protocol
+    vmeta = SkbMeta(protocol=0x0800, vlan_present=True, vlan_proto=0x8100, vlan_tci=5,
+                    network_offset=14, mac_offset=0)
+    assert run_socket(prog, pkt, vmeta) == 66
+    # an in-band tag (not offloaded): the 4-byte header is skipped in the data
+    tagged = bytes(14) + b"\x00\x05\x08\x00" + ip + tcp
+    assert run_socket(prog, tagged, SkbMeta(protocol=0x8100, network_offset=14)) == 70
 
 
 def test_socket_rejects_invalid():
@@ -207,6 +214,13 @@ def test_filter_validates():
 @settings(max_examples=250, deadline=None, suppress_health_check=list(HealthCheck))
 @given(prog=libpcap_programs(), pkts=st.lists(packets(), min_size=1, max_size=8))
 def test_filter_vs_libpcap_random(prog, pkts):
+    for pkt, wirelen in pkts:
+        assert run_filter(prog, pkt, wirelen) == oracles.libpcap_filter(prog, pkt, wirelen)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(prog=looping_programs(), pkts=st.lists(packets(), min_size=1, max_size=8))
+def test_filter_loops_vs_libpcap(prog, pkts):
     for pkt, wirelen in pkts:
         assert run_filter(prog, pkt, wirelen) == oracles.libpcap_filter(prog, pkt, wirelen)
 

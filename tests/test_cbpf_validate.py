@@ -18,7 +18,7 @@ from bpfkit.cbpf.validate import RULE_SETS, check, is_valid, validate
 from bpfkit.cli.main import main
 from bpfkit.errors import UsageError, ValidationError
 
-from cbpf_gen import kernel_programs, libpcap_programs, wild_programs
+from cbpf_gen import libpcap_programs, wild_programs
 
 U32 = 0xFFFFFFFF
 RET0 = (0x06, 0, 0, 0)
@@ -140,6 +140,15 @@ def test_kernel_convert_jump_boundary(k):
     assert _kernel_rc(prog(lo - 1)) in (0, -12)
 
 
+_HEAVY: dict = {}
+
+
+def _heavy_msh(first_rejected, prog) -> int:
+    if "n" not in _HEAVY:
+        _HEAVY["n"] = max(0, first_rejected(0, 4091, lambda h: prog(h, 0)) - 1 - 50)
+    return _HEAVY["n"]
+
+
 FILLERS = [
     (0x20, 0, 0, 0), (0x28, 0, 0, 40000), (0x30, 0, 0, 0x7FFF), (0x20, 0, 0, 0x8000),
     (0x20, 0, 0, SKF_NET_OFF & U32), (0x40, 0, 0, 0), (0x48, 0, 0, 7), (0x50, 0, 0, U32),
@@ -154,24 +163,31 @@ FILLERS = [
 def test_kernel_convert_jump_boundary_by_insn(filler):
     """As above for `ja` over n copies of other instructions (their eBPF expansion
     lengths differ: loads with fast path or not, ancillary loads, guarded div/mod,
-    jumps through a temp register).  Where even 4094 copies fit, the kernel must not
-    refuse 4094 with EINVAL."""
-    def prog(n):
-        return [(0x00, 0, 0, 0), (0x02, 0, 0, 0), (0x05, 0, 0, n)] + [filler] * n + [RET0]
-    top = 4093
-    if not check(prog(top), "kernel"):
-        assert _kernel_rc(prog(top)) in (0, -12)
+    jumps through a temp register)."""
+    def prog(heavy, n):
+        # ja over `heavy` msh (about 18 eBPF instructions each) then n fillers
+        return ([(0x00, 0, 0, 0), (0x02, 0, 0, 0), (0x05, 0, 0, heavy + n)]
+                + [(0xB1, 0, 0, 0)] * heavy + [filler] * n + [RET0] * 2)
+
+    def first_rejected(lo, hi, make):
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if check(make(mid), "kernel"):
+                hi = mid
+            else:
+                lo = mid + 1
+        return lo
+    # the most msh that still fit, minus 50: the remaining s16 budget is then crossed
+    # after a few hundred fillers, so a wrong filler length would move the boundary
+    heavy = _heavy_msh(first_rejected, prog)
+    top = 4091 - heavy
+    if not check(prog(heavy, top), "kernel"):
+        assert _kernel_rc(prog(heavy, top)) in (0, -12)
         return
-    lo, hi = 1, top
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if check(prog(mid), "kernel"):
-            hi = mid
-        else:
-            lo = mid + 1
-    assert check(prog(lo), "kernel")[0].rule == "kernel.convert_jump"
-    assert _kernel_rc(prog(lo)) == -22
-    assert _kernel_rc(prog(lo - 1)) in (0, -12)
+    n = first_rejected(1, top, lambda m: prog(heavy, m))
+    assert check(prog(heavy, n), "kernel")[0].rule == "kernel.convert_jump"
+    assert _kernel_rc(prog(heavy, n)) == -22
+    assert _kernel_rc(prog(heavy, n - 1)) in (0, -12)
 
 
 @pytest.mark.kernel
@@ -231,6 +247,7 @@ LIBPCAP_ACCEPT = [
     [(0x20, 0, 0, (SKF_AD_OFF + 64) & U32), RET0],
     [(0x60, 0, 0, 3), RETA],             # uninitialised M[] is not checked
     [(0x0E, 0, 0, 0)],                   # last is `ret x`: class RET
+    [RET0] * 5000,                       # no 4096-instruction limit in userland
 ]
 
 

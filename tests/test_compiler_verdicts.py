@@ -9,9 +9,12 @@ what DLT_LOOP stores); IPV4/IPV6 also get the RAW packets of their IP version.
 
 Expressions: every corpus expression tcpdump accepts for that link type, plus the
 generated expressions of test_compiler_fuzz for it.  Each is compiled with savefile
-semantics (what tcpdump -r uses) and run with bpfkit.cbpf.vinterp; the packets kept must
-be exactly those tcpdump keeps, and bpfkit must reject what tcpdump -r rejects.
-tcpdump's answers are cached (keyed by tcpdump version and capture hash).
+semantics (what tcpdump -r uses), optimized (against plain `tcpdump -r`) and unoptimized
+(against `tcpdump -O -r`), and run with bpfkit.cbpf.vinterp; the packets kept must be
+exactly those tcpdump keeps, and bpfkit must reject what tcpdump -r rejects.  (The two
+modes really differ: the optimizer drops unneeded loads, so a truncated packet can pass
+the optimized program and fail the unoptimized one.)  tcpdump's answers are cached
+(keyed by tcpdump version and capture hash).
 """
 from __future__ import annotations
 
@@ -141,21 +144,23 @@ def expressions_by_dlt(shared: Path) -> dict[str, list[str]]:
     return {d: list(dict.fromkeys(v)) for d, v in out.items()}
 
 
-def run(shared: Path):
+def run(shared: Path, optimize: bool):
+    """Compile every expression (savefile semantics, optimized or not) and compare the
+    packets kept with `tcpdump -r` (optimize) or `tcpdump -O -r` (not)."""
     from bpfkit.cbpf import vinterp
     from bpfkit.pcap.reader import read_capture
     caps = merged_captures(shared)
     exprs = expressions_by_dlt(shared)
-    answers = tcpdump_verdicts([(caps[d], e, False) for d in exprs for e in exprs[d]])
+    answers = tcpdump_verdicts([(caps[d], e, optimize) for d in exprs for e in exprs[d]])
     rows, problems = {}, []
     for d, elist in exprs.items():
         batch = read_capture(caps[d])
         stat = dict(exprs=len(elist), packets=len(batch), verdict_identical=0, both_reject=0,
                     unsupported=0)
         for e in elist:
-            rc, msg, kept = answers[(caps[d], e, False)]
+            rc, msg, kept = answers[(caps[d], e, optimize)]
             try:
-                prog = compile_filter(e, d, savefile=True)
+                prog = compile_filter(e, d, savefile=True, optimize=optimize)
             except UnsupportedError:
                 stat["unsupported"] += 1
                 continue
@@ -179,9 +184,10 @@ def run(shared: Path):
 
 
 @pytest.mark.tcpdump
-def test_verdicts_match_tcpdump_r(shared_dir):
-    rows, problems = run(shared_dir)
-    print()
+@pytest.mark.parametrize("optimize", [False, True], ids=["-O", "optimized"])
+def test_verdicts_match_tcpdump_r(shared_dir, optimize):
+    rows, problems = run(shared_dir, optimize)
+    print("\n" + ("tcpdump -r (optimized)" if optimize else "tcpdump -O -r"))
     print(f"{'DLT':<11} {'packets':>7} {'exprs':>6} {'verdict=':>8} {'both rej':>8} "
           f"{'unsupp.':>7}")
     for d, s in rows.items():
@@ -198,93 +204,59 @@ def test_verdicts_match_tcpdump_r(shared_dir):
 if __name__ == "__main__":
     import time
     t = time.time()
-    r, p = run(Path(__file__).resolve().parent.parent.parent / "shared")
-    print(json.dumps(r, indent=1))
-    for x in p[:30]:
-        print(x)
-    print(len(p), "problems", f"{time.time() - t:.1f} s")
-
-
-def optimized_disagreements(shared: Path):
-    """Expressions whose verdicts under libpcap's *optimizer* (plain `tcpdump -r`) differ
-    from bpfkit's unoptimized program: (dlt, expr, what).  Expected causes, none of them
-    a compiler bug: libpcap's optimizer removes loads whose result is not needed (e.g.
-    `link[0:2] & 0 == 0`), so a packet too short for such a load is accepted by the
-    optimized program but rejected by the unoptimized one; and libpcap refuses programs
-    its optimizer reduces to `ret #0` ("expression rejects all packets")."""
-    from bpfkit.cbpf import vinterp
-    from bpfkit.pcap.reader import read_capture
-    caps = merged_captures(shared)
-    exprs = expressions_by_dlt(shared)
-    answers = tcpdump_verdicts([(caps[d], e, True) for d in exprs for e in exprs[d]])
-    out = []
-    for d, elist in exprs.items():
-        batch = read_capture(caps[d])
-        for e in elist:
-            rc, msg, kept = answers[(caps[d], e, True)]
-            try:
-                prog = compile_filter(e, d, savefile=True)
-            except BpfError:
-                continue
-            if rc != 0:
-                out.append((d, e, msg))
-                continue
-            mine = np.flatnonzero(vinterp.run_batch(prog, batch)).tolist()
-            if mine != kept:
-                out.append((d, e, f"{len(set(kept) ^ set(mine))} packets differ"))
-    return out
+    for opt in (False, True):
+        r, p = run(Path(__file__).resolve().parent.parent.parent / "shared", opt)
+        print(json.dumps(r, indent=1))
+        for x in p[:30]:
+            print(x)
+        print(len(p), "problems", f"{time.time() - t:.1f} s")
 
 
 @pytest.mark.tcpdump
-def test_differences_from_optimized_tcpdump_are_libpcaps_own(shared_dir):
-    """bpfkit has no optimizer yet, so plain `tcpdump -r` (optimized) can keep other
-    packets than bpfkit.  Show that every such difference is between libpcap's *own*
-    optimized and unoptimized programs: with savefile semantics (`tcpdump -r CAP -ddd`),
-    libpcap's unoptimized program is instruction-for-instruction bpfkit's, and its
-    optimized program, run on the same interpreter, reproduces tcpdump's verdicts."""
-    from bpfkit.cbpf import vinterp
-    from bpfkit.pcap.reader import read_capture
-    from test_compiler_corpus import parse_ddd
-    caps = merged_captures(shared_dir)
-    diffs = optimized_disagreements(shared_dir)
-    print(f"\n{len(diffs)} expressions differ from optimized tcpdump -r:",
-          sum("rejects all packets" in w for _, _, w in diffs), "'expression rejects all "
-          "packets',", sum("differ" in w for _, _, w in diffs), "with other verdicts")
-    for d, e, what in diffs:
-        if "expression rejects all packets" in what:
-            continue
-        cap = caps[d]
-
-        def ddd(*flags):
-            r = subprocess.run(["tcpdump", *flags, "-r", str(cap), "-ddd", "--", e],
-                               capture_output=True, text=True, check=True)
-            return parse_ddd(r.stdout)
-        assert ddd("-O") == compile_filter(e, d, savefile=True).as_tuples(), (d, e)
-        kept = tcpdump_verdicts([(cap, e, True)])[(cap, e, True)][2]
-        from bpfkit.cbpf.program import Program
-        theirs = vinterp.run_batch(Program(ddd()), read_capture(cap))
-        assert np.flatnonzero(theirs).tolist() == kept, (d, e)
-
-
-@pytest.mark.tcpdump
-def test_savefile_code_identical(shared_dir):
-    """With savefile semantics (`tcpdump -O -r CAPTURE -ddd EXPR`: what tcpdump -r runs,
-    unoptimized), bpfkit's program is instruction-for-instruction libpcap's, for every
+@pytest.mark.parametrize("optimize", [False, True], ids=["-O", "optimized"])
+def test_savefile_code_identical(shared_dir, optimize):
+    """With savefile semantics (`tcpdump [-O] -r CAPTURE -ddd EXPR`: the program tcpdump
+    -r runs), bpfkit's program is instruction-for-instruction libpcap's, for every
     expression of the verdict test that both accept — NULL/LOOP `ip6` with the three
     BSD AF_INET6 values included."""
     caps = merged_captures(shared_dir)
     exprs = expressions_by_dlt(shared_dir)
-    keys = [(str(caps[d]), 262144, False, e) for d in exprs for e in exprs[d]]
+    keys = [(str(caps[d]), 262144, optimize, e) for d in exprs for e in exprs[d]]
     answers = oracle_answers(keys)
     from test_compiler_fuzz import classify, ours
     counts: dict[str, int] = {}
     bad = []
     for d in exprs:
         for e in exprs[d]:
-            k = classify(ours(e, d, savefile=True), answers[(str(caps[d]), 262144, False, e)])
+            k = classify(ours(e, d, savefile=True, optimize=optimize),
+                         answers[(str(caps[d]), 262144, optimize, e)])
             counts[k] = counts.get(k, 0) + 1
             if k not in ("identical", "rejected-same-message", "accepted-but-unsup"):
                 bad.append((d, e, k))
     print("\nsavefile semantics:", counts)
     assert not bad, bad[:10]
     assert counts.get("accepted-but-unsup", 0) <= 5
+
+
+@pytest.mark.tcpdump
+def test_libpcap_optimizer_miscompile_is_reproduced(tmp_path):
+    """libpcap 1.10.3's optimizer does not recompute dominators after an or/and
+    pull-up (master does), and miscompiles `port 80 and 443 or 8080 or port 80`: a TCP
+    packet from port 80 to port 1 matches the last `port 80`, yet the optimized program
+    rejects it.  The contract is 1.10.3's verdicts, so bpfkit's optimizer reproduces the
+    bug; the unoptimized program (and `tcpdump -O`) keeps the packet."""
+    from bpfkit.cbpf import vinterp
+    from bpfkit.pcap.batch import PacketBatch
+    import struct as st
+    ip = bytes([0x45, 0, 0, 40, 0, 0, 0, 0, 64, 6, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2])
+    tcp = st.pack(">HHIIBBHHH", 80, 1, 0, 0, 0x50, 0x02, 1024, 0, 0)
+    pkt = ip + tcp
+    cap = tmp_path / "one.pcap"
+    _write_pcap(cap, FILE_LINKTYPE["IPV4"], [(pkt, len(pkt))])
+    expr = "port 80 and 443 or 8080 or port 80"
+    optimized = _tcpdump_keeps((cap, expr, True))
+    unoptimized = _tcpdump_keeps((cap, expr, False))
+    assert optimized[2] == [] and unoptimized[2] == [0]      # libpcap's own disagreement
+    batch = PacketBatch.from_packets([pkt], linktype=228)
+    assert vinterp.run_batch(compile_filter(expr, "IPV4"), batch).tolist() == [0]
+    assert vinterp.run_batch(compile_filter(expr, "IPV4", optimize=False), batch)[0] != 0

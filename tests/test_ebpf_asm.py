@@ -176,3 +176,46 @@ def test_labels_and_local_calls():
     got = asm.assemble(src)
     assert got[0] == Insn(0x85, 0, 1, 0, 1)
     assert got[3] == Insn(0x25, 0, 0, 1, 3)
+
+
+def _kernel_forms(seed: int) -> list[Insn]:
+    """Every form the kernel's disassembler prints for an unprivileged-looking program
+    that passes its CFG check: jumps by 0, helper ids of the uapi table, no
+    pseudo-calls, map references, kfuncs or callx (they need more than a listing)."""
+    rng = random.Random(seed)
+    out = []
+    for op in isa.OPS.values():
+        if op.kind in ("callx", "exit") or (op.kind in ("call", "lddw") and op.variant != 0):
+            continue
+        i = _random_insn(op, rng)
+        f = dict(opcode=i.opcode, dst=i.dst, src=i.src, off=i.off, imm=i.imm)
+        if op.kind in ("ja", "jcond"):
+            f["off"] = 0
+        if op.kind == "gotol":
+            f["imm"] = 0
+        if op.kind == "call":
+            f["imm"] = rng.choice([0, 1, 5, 7, 26, 181, 209])
+        out.append(Insn(**f))
+    return out + [Insn(0x95)]
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("seed", range(4))
+def test_kernel_syntax_matches_verifier_listing(seed):
+    insns = _kernel_forms(seed)
+    listing = oracles.bpf_kernel_listing(isa.encode(insns))
+    assert listing is not None
+    slots = isa.slot_indices(insns)
+    assert sorted(listing) == slots
+    for slot, i in zip(slots, insns):
+        opcode, text = listing[slot]
+        assert disasm.format_insn(i, "kernel") == text
+        # and the log line, with its "N: (op)" prefix, assembles back to the instruction
+        assert asm.assemble(f"{slot}: ({opcode:02x}) {text}", "kernel") == [i]
+
+
+def test_kernel_syntax_round_trip_every_form():
+    text = disasm.disasm(FORMS, "kernel")
+    # lddw needs its "(18)" prefix or "ll" in this syntax: add the opcodes as the log does
+    lines = [f"{n}: ({i.opcode:02x}) {t}" for n, (i, t) in enumerate(zip(FORMS, text.splitlines()))]
+    assert asm.assemble("\n".join(lines), "kernel") == FORMS

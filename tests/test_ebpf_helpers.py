@@ -28,10 +28,10 @@ def _key(rng, n: int) -> list[str]:
     return [f"r0 = *(u8 *)skb[{rng.randrange(0, 30)}]", "r0 &= 7", "*(u32 *)(r10 - 4) = r0"]
 
 
-def random_map_program(rng: random.Random, n_ops: int) -> str:
+def random_map_program(rng: random.Random, n_ops: int, maps=MAPS) -> str:
     lines = ["r6 = r1", f"r9 = {rng.randrange(-2**31, 2**31)}"]
     for n in range(n_ops):
-        name = rng.choice(MAPS)[0]
+        name = rng.choice(maps)[0]
         lines += _key(rng, n)
         op = rng.random()
         if op < 0.45:
@@ -66,21 +66,40 @@ def _with_fds(insns: list[Insn], fds: list[int]) -> list[Insn]:
     return out
 
 
-def _kernel_contents(km: oracles.KernelMap, mtype) -> dict[bytes, bytes]:
-    return {k: km.lookup(k)[1] for k in km.keys()}
+PERCPU = {MapType.PERCPU_ARRAY, MapType.PERCPU_HASH, MapType.LRU_PERCPU_HASH}
+
+
+@pytest.fixture
+def on_cpu0():
+    """BPF_PROG_TEST_RUN runs on the calling CPU: pin to CPU 0 so per-CPU maps are
+    compared with the interpreter's cpu=0."""
+    old = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {0})
+    yield
+    os.sched_setaffinity(0, old)
 
 
 @pytest.mark.kernel
-def test_random_map_programs_match_kernel():
+@pytest.mark.parametrize("maps", [
+    MAPS,
+    # LRU maps far from full (8 keys, 64 entries): no eviction, where the kernel's
+    # approximate LRU and bpfkit's exact one could differ
+    [("lru", MapType.LRU_HASH, 64), ("pha", MapType.PERCPU_ARRAY, 8)],
+    [("phs", MapType.PERCPU_HASH, 6), ("lph", MapType.LRU_PERCPU_HASH, 64)],
+], ids=["array+hash", "lru+percpu_array", "percpu_hash+lru_percpu"])
+def test_random_map_programs_match_kernel(maps, on_cpu0):
     rng = random.Random(11)
-    names = [n for n, _, _ in MAPS]
+    names = [n for n, _, _ in maps]
+    ncpu = oracles.possible_cpus()
     runs = 0
     for prog_no in range(40):
-        src = random_map_program(rng, rng.randrange(1, 8))
+        src = random_map_program(rng, rng.randrange(1, 8), maps)
         insns = assemble(src, maps=names)
-        kmaps = [oracles.KernelMap.create(int(t), 4, 16, n) for _, t, n in MAPS]
+        kmaps = [oracles.KernelMap.create(int(t), 4, 16, n, percpu=t in PERCPU)
+                 for _, t, n in maps]
         try:
-            ours = [create_map(MapSpec(t, 4, 16, n, name=name)) for name, t, n in MAPS]
+            ours = [create_map(MapSpec(t, 4, 16, n, name=name), num_cpus=ncpu)
+                    for name, t, n in maps]
             try:
                 fd = oracles.bpf_prog_load(isa.encode(_with_fds(insns, [k.fd for k in kmaps])))
             except oracles.BpfLoadError as e:
@@ -98,8 +117,11 @@ def test_random_map_programs_match_kernel():
                     runs += 1
             finally:
                 os.close(fd)
-            for km, m, (_, t, _) in zip(kmaps, ours, MAPS):
-                assert dict(m.items()) == _kernel_contents(km, t), (prog_no, src)
+            for km, m in zip(kmaps, ours):
+                theirs = {k: km.lookup(k)[1] for k in km.keys()}
+                mine = {k: m.sys_lookup(k)[1] for k in (m.keys() if hasattr(m, "keys")
+                                                          else [])}
+                assert mine == theirs, (prog_no, src)
         finally:
             for k in kmaps:
                 k.close()
@@ -609,3 +631,139 @@ def test_trace_printk_return_matches_kernel():
         kernel = _load_and_run(insns, oracles.BPF_PROG_TYPE_SOCKET_FILTER, [bytes(20)])
         res = run_socket_filter(Interpreter(insns, Options(helpers=basic_helpers())), bytes(20))
         assert res.fault is None and res.retval == kernel[0][0], (fmt, size)
+
+
+@pytest.mark.kernel
+def test_bloom_filter_push_peek_match_kernel():
+    """push (87) and peek (89) on a BPF_F_ZERO_SEED bloom filter: same answers as the
+    kernel, false positives included (tiny filter: 4 entries, 2 hashes)."""
+    from bpfkit.ebpf.helpers import basic_helpers
+    from bpfkit.ebpf.maps import BPF_F_ZERO_SEED
+    rng = random.Random(21)
+    km = oracles.KernelMap.create(int(MapType.BLOOM_FILTER), 0, 4, 4, map_flags=BPF_F_ZERO_SEED,
+                                  map_extra=2)
+    try:
+        ours = create_map(MapSpec(MapType.BLOOM_FILTER, 0, 4, 4, flags=BPF_F_ZERO_SEED,
+                                  name="bf", map_extra=2))
+        lines = ["r9 = 0"]
+        for n in range(40):
+            v = rng.randrange(1 << 32)
+            lines += [f"r1 = {v} ll", "*(u32 *)(r10 - 4) = r1", "r1 = bf ll", "r2 = r10",
+                      "r2 += -4"]
+            if n < 6 or rng.random() < 0.2:
+                lines += [f"r3 = {rng.choice([0, 0, 1, 2])}", "call 87"]
+            else:
+                lines += ["call 89"]
+            lines += ["r9 *= 3", "r9 += r0"]                  # 0, -ENOENT or -EINVAL
+        lines += ["r0 = r9", _FOLD]
+        insns = assemble("\n".join(lines), maps=["bf"])
+        kernel = _load_and_run(insns, oracles.BPF_PROG_TYPE_SOCKET_FILTER, [bytes(20)] * 2,
+                               [km.fd])
+        interp = Interpreter(insns, Options(helpers=basic_helpers(), maps=[ours]))
+        assert [run_socket_filter(interp, bytes(20)).retval for _ in range(2)] == \
+            [k for k, _ in kernel]
+    finally:
+        km.close()
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("outer_type", [MapType.ARRAY_OF_MAPS, MapType.HASH_OF_MAPS])
+def test_map_in_map_lookup_matches_kernel(outer_type):
+    """lookup in the outer map gives the inner map, a lookup/update in it follows."""
+    from bpfkit.ebpf.helpers import basic_helpers
+    kinner = [oracles.KernelMap.create(int(MapType.ARRAY), 4, 8, 4) for _ in range(2)]
+    kouter = oracles.KernelMap.create(int(outer_type), 4, 4, 4, inner_map_fd=kinner[0].fd)
+    try:
+        spec = MapSpec(MapType.ARRAY, 4, 8, 4)
+        inner = [create_map(spec) for _ in range(2)]
+        outer = create_map(MapSpec(outer_type, 4, 4, 4, name="om", inner=spec))
+        for slot, (km, m) in zip((1, 3), zip(kinner, inner)):
+            assert kouter.update(slot.to_bytes(4, "little"), km.fd.to_bytes(4, "little")) == 0
+            outer.update(slot, m)
+        for k, m in zip(kinner, inner):
+            for i in range(4):
+                v = (i * 1000 + id(m) % 7).to_bytes(8, "little")
+                assert k.update(i.to_bytes(4, "little"), v) == 0
+                assert m.sys_update(i.to_bytes(4, "little"), v) == 0
+        for okey in range(5):
+            for ikey in (0, 2, 5):
+                src = f"""
+                    r1 = {okey}
+                    *(u32 *)(r10 - 4) = r1
+                    r1 = om ll
+                    r2 = r10
+                    r2 += -4
+                    call 1
+                    if r0 == 0 goto none
+                    r1 = r0
+                    r2 = {ikey}
+                    *(u32 *)(r10 - 8) = r2
+                    r2 = r10
+                    r2 += -8
+                    call 1
+                    if r0 == 0 goto miss
+                    r1 = *(u64 *)(r0 + 0)
+                    r1 += 1
+                    *(u64 *)(r0 + 0) = r1
+                    r0 = r1
+                    exit
+                miss:
+                    r0 = 7
+                    exit
+                none:
+                    r0 = 9
+                    exit"""
+                insns = assemble(src, maps=["om"])
+                kernel = _load_and_run(insns, oracles.BPF_PROG_TYPE_SOCKET_FILTER, [bytes(20)],
+                                       [kouter.fd])
+                res = run_socket_filter(Interpreter(insns, Options(helpers=basic_helpers(),
+                                                                   maps=[outer])), bytes(20))
+                assert res.fault is None and res.retval == kernel[0][0], (okey, ikey)
+        for k, m in zip(kinner, inner):
+            assert {key: k.lookup(key)[1] for key in k.keys()} == dict(m.items())
+    finally:
+        kouter.close()
+        for k in kinner:
+            k.close()
+
+
+@pytest.mark.kernel
+def test_lpm_trie_lookup_matches_kernel():
+    """Longest-prefix lookups from a program (key = prefixlen u32 + IPv4 address)."""
+    from bpfkit.ebpf.helpers import basic_helpers
+    BPF_F_NO_PREALLOC = 1
+    km = oracles.KernelMap.create(int(MapType.LPM_TRIE), 8, 8, 16, map_flags=BPF_F_NO_PREALLOC)
+    try:
+        ours = create_map(MapSpec(MapType.LPM_TRIE, 8, 8, 16, flags=BPF_F_NO_PREALLOC,
+                                  name="lpm"))
+        prefixes = [(8, "10.0.0.0"), (16, "10.1.0.0"), (24, "10.1.2.0"), (32, "10.1.2.3"),
+                    (0, "0.0.0.0"), (12, "192.160.0.0")]
+        for n, (plen, addr) in enumerate(prefixes):
+            key = plen.to_bytes(4, "little") + bytes(int(x) for x in addr.split("."))
+            val = (n + 1).to_bytes(8, "little")
+            assert km.update(key, val) == 0 and ours.sys_update(key, val) == 0
+        for addr in ("10.1.2.3", "10.1.2.4", "10.1.3.3", "10.2.0.0", "11.0.0.0",
+                     "192.168.1.1", "192.176.0.1"):
+            for plen in (32, 24, 9, 0):
+                key = plen.to_bytes(4, "little") + bytes(int(x) for x in addr.split("."))
+                src = f"""
+                    r1 = {int.from_bytes(key, "little")} ll
+                    *(u64 *)(r10 - 8) = r1
+                    r1 = lpm ll
+                    r2 = r10
+                    r2 += -8
+                    call 1
+                    if r0 == 0 goto miss
+                    r0 = *(u64 *)(r0 + 0)
+                    exit
+                miss:
+                    r0 = 99
+                    exit"""
+                insns = assemble(src, maps=["lpm"])
+                kernel = _load_and_run(insns, oracles.BPF_PROG_TYPE_SOCKET_FILTER, [bytes(20)],
+                                       [km.fd])
+                res = run_socket_filter(Interpreter(insns, Options(helpers=basic_helpers(),
+                                                                   maps=[ours])), bytes(20))
+                assert res.retval == kernel[0][0], (addr, plen)
+    finally:
+        km.close()

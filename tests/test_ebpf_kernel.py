@@ -279,7 +279,7 @@ def test_ld_abs_sees_data_after_ethernet_header():
     assert Interpreter(prog).run(packet=data, data_offset=14).retval == 14
 
 
-N_PROGRAMS = 1500
+N_PROGRAMS = 3000
 PACKETS_PER_PROGRAM = 2
 
 
@@ -305,7 +305,7 @@ def test_random_programs_match_kernel():
     assert compared == N_PROGRAMS * PACKETS_PER_PROGRAM
 
 
-N_XDP_PROGRAMS = 700
+N_XDP_PROGRAMS = 1500
 
 
 def _xdp_kernel(insns: list[Insn], packets: list[bytes]) -> list[tuple[int, bytes]]:
@@ -451,7 +451,7 @@ def random_call_program(rng: random.Random) -> list[Insn]:
     return _layout(bodies, ns, pros, epis)
 
 
-N_CALL_PROGRAMS = 300
+N_CALL_PROGRAMS = 600
 
 
 def test_random_bpf_to_bpf_calls_match_kernel():
@@ -494,3 +494,21 @@ def _all_reachable_calls(insns: list[Insn]) -> bool:
             todo.append(pc + 1 + i.imm)
         todo.append(pc + i.slots)
     return len(seen) == sum(1 for x in slots if x is not None)
+
+
+def test_kernel_listing_of_random_programs():
+    """Our kernel-syntax disassembly equals the verifier's own listing for generated
+    programs with real jumps and bpf-to-bpf calls."""
+    rng = random.Random(5)
+    checked = 0
+    for n in range(40):
+        gen = (lambda: random_call_program(rng)) if n % 2 else (lambda: random_program(rng, 20))
+        prog = gen()
+        while not _all_reachable_calls(prog):
+            prog = gen()
+        listing = oracles.bpf_kernel_listing(isa.encode(prog))
+        assert listing is not None
+        for slot, i in zip(isa.slot_indices(prog), prog):
+            assert disasm.format_insn(i, "kernel") == listing[slot][1], (slot, i)
+            checked += 1
+    assert checked > 2000

@@ -184,3 +184,31 @@ def test_xdp_helpers_need_the_context():
     prog = Interpreter(assemble("r1 = 0\nr2 = 4\ncall 44\nexit"),
                        Options(helpers=xdp_helpers()))
     assert run_xdp(prog, bytes(60)).fault.kind == "helper"
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("prog_type", [1, 6])
+def test_allowed_helpers_equal_kernel(prog_type):
+    from bpfkit.ebpf.progtypes import ALLOWED_HELPERS
+    allowed = set()
+    for hid in range(1, 212):          # 6.18 knows ids up to 211
+        prog = [isa.Insn(0x85, 0, 0, 0, hid), isa.Insn(0xB7), isa.Insn(0x95)]
+        try:
+            os.close(oracles.bpf_prog_load(isa.encode(prog), prog_type))
+            allowed.add(hid)
+        except oracles.BpfLoadError as e:
+            # arguments are not set up, so most allowed helpers fail later, on them
+            if "cannot use helper" not in e.log:
+                allowed.add(hid)
+    assert allowed == set(ALLOWED_HELPERS[prog_type])
+
+
+def test_load_checks_helpers_per_type():
+    from bpfkit.errors import ValidationError
+    from bpfkit.ebpf.progtypes import load
+    csum = assemble("r1 = 0\nr2 = 0\nr3 = 0\nr4 = 0\nr5 = 0\ncall 28\nexit")
+    with pytest.raises(ValidationError, match="cannot use helper bpf_csum_diff#28"):
+        load(csum, 1)
+    assert run_xdp(load(csum, 6), bytes(20)).retval == 0
+    with pytest.raises(UnsupportedError, match=r"helper 14 \(bpf_get_current_pid_tgid\)"):
+        load(assemble("call 14\nexit"), 6)

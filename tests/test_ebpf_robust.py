@@ -13,7 +13,8 @@ TOKENS = ["r0", "r1", "w2", "r10", "r11", "%r1", "%r99", "=", "+=", "s>>=", "*(u
           ")", "[", "]", "+", "-", "0x", "0x10000", "4294967296", "-1", "ll", "goto", "if",
           "==", "lock", "fetch", "add", "call", "local", "exit", "ja", "jeq", ",", "lddw",
           "ldxw", "[%r1+4]", "[%r1", "label:", "x", "#", ".insn", "1,", "skb[", "bswap16",
-          "(s8)", "atomic_fetch_add(", "xchg_64(", "cmpxchg_64(", "pc+1", "+3", "gotol"]
+          "(s8)", "atomic_fetch_add(", "xchg_64(", "cmpxchg_64(", "pc+1", "+3", "gotol",
+          "12:", "(18)", "(db)", "atomic64_xchg((u64 *)(r1", "+ -", "#-5", "call bpf_x#1"]
 
 
 def test_random_text_only_asm_errors():
@@ -21,7 +22,7 @@ def test_random_text_only_asm_errors():
     for _ in range(4000):
         line = " ".join(rng.choice(TOKENS) for _ in range(rng.randrange(1, 7)))
         text = "\n".join([line, "exit"] if rng.random() < 0.5 else [line])
-        for syntax in ("llvm", "conformance"):
+        for syntax in ("llvm", "kernel", "conformance"):
             try:
                 asm.assemble(text, syntax)
             except AsmError as e:
@@ -35,12 +36,12 @@ def test_random_mutations_of_valid_text():
     rng = random.Random(2)
     base = [i for i in asm.assemble(disasm.disasm([isa.Insn(0x07, 1, 0, 0, 5),
                                                    isa.lddw(2, 99), isa.Insn(0x95)]))]
-    texts = [disasm.disasm(base, s) for s in ("llvm", "conformance")]
+    texts = [disasm.disasm(base, s) for s in ("llvm", "kernel", "conformance")]
     for _ in range(3000):
         t = rng.choice(texts)
         i = rng.randrange(len(t))
         t = t[:i] + rng.choice("()[]%r+-=0x9,: #") + t[i + 1:]
-        for syntax in ("llvm", "conformance"):
+        for syntax in ("llvm", "kernel", "conformance"):
             try:
                 asm.assemble(t, syntax)
             except BpfError:

@@ -13,11 +13,9 @@ from __future__ import annotations
 
 import os
 import subprocess
-import tempfile
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 
-import numpy as np
 import pytest
 
 import oracles

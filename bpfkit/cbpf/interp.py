@@ -331,7 +331,7 @@ def _nla_find(data: bytes, start: int, length: int, attrtype: int) -> int | None
 
 
 # skb->protocol values the flow dissector knows but SkbMeta does not model
-_DISSECT_UNMODELLED = {0x8100: "802.1Q", 0x88A8: "802.1ad", 0x8864: "PPPoE session",
+_DISSECT_UNMODELLED = {0x8864: "PPPoE session",
                        0x8847: "MPLS", 0x8848: "MPLS multicast", 0x8906: "FCoE",
                        0x88CA: "TIPC", 0x4305: "B.A.T.M.A.N.", 0x88F7: "PTP (1588)",
                        0x001B: "DSA", 0x88FB: "PRP", 0x892F: "HSR", 0x8902: "CFM"}
@@ -461,6 +461,19 @@ class _SocketEnv:
         nhoff = m.network_offset
         ip_proto = 0
         first_frag_only = False           # IS_FRAGMENT without FIRST_FRAG
+        vlan_seen = False
+        while proto in (0x8100, 0x88A8):
+            # ETH_P_8021Q/8021AD: the first level comes from the skb's offloaded tag
+            # when one is present (proto = skb->protocol), deeper ones from the data
+            if not vlan_seen and m.vlan_present:
+                proto = m.protocol & 0xFFFF
+            else:
+                hdr = self._hdr(nhoff, 4)
+                if hdr is None:
+                    return 0
+                proto = int.from_bytes(hdr[2:4], "big")
+                nhoff += 4
+            vlan_seen = True
         if proto in _DISSECT_UNMODELLED:
             raise UnsupportedError("SKF_AD_PAY_OFFSET",
                                    f"flow dissection of {_DISSECT_UNMODELLED[proto]} frames")

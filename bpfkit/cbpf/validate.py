@@ -13,6 +13,11 @@ Two named rule sets:
     libpcap 1.10.3's ``bpf_validate`` / ``pcap_validate_filter`` (bpf_filter.c), which
     pcap_setfilter runs before the userland interpreter executes a program.
 
+A kernel-valid program can still fail SO_ATTACH_FILTER with ENOMEM (-12) when its
+eBPF translation (``ebpf_length``) does not fit the socket's net.core.optmem_max
+charge: a per-socket resource limit that depends on a sysctl, not a validation rule,
+so it is not reported here (the tests tell the two apart against the kernel).
+
 ``check(prog, rules)`` lists the problems; ``validate(prog, rules)`` raises the first
 one, which is the one the kernel / libpcap stops at (both return at the first failure,
 in instruction order, then the whole-program checks).  Each error carries
@@ -49,7 +54,7 @@ from ..errors import UsageError, ValidationError
 from .isa import (BPF_A, BPF_ABS, BPF_ALU, BPF_B, BPF_CLASS, BPF_DIV, BPF_H, BPF_IMM,
                   BPF_IND, BPF_JA, BPF_JEQ, BPF_JGE, BPF_JGT, BPF_JMP, BPF_JSET, BPF_K,
                   BPF_LD, BPF_LDX, BPF_LEN, BPF_LSH, BPF_MAXINSNS, BPF_MEM, BPF_MEMWORDS,
-                  BPF_MISC, BPF_MOD, BPF_MODE, BPF_MSH, BPF_OP, BPF_RET, BPF_RSH, BPF_SIZE,
+                  BPF_MOD, BPF_MODE, BPF_MSH, BPF_OP, BPF_RET, BPF_RSH, BPF_SIZE,
                   BPF_SRC, BPF_ST, BPF_STX, BPF_W, BPF_X, OPCODES, SKF_AD_ALU_XOR_X,
                   SKF_AD_CPU, SKF_AD_HATYPE, SKF_AD_IFINDEX, SKF_AD_MARK, SKF_AD_NLATTR,
                   SKF_AD_NLATTR_NEST, SKF_AD_OFF, SKF_AD_PAY_OFFSET, SKF_AD_PKTTYPE,

@@ -9,9 +9,11 @@ from several predecessors are concatenated.  A liveness pass decides which of A,
 and M[k] a lane still needs at each address; dead ones are dropped when lanes are
 queued, so a split usually copies nothing but the packet indices.  2- and 4-byte
 loads are one gather each, through big-endian views of the buffer at every byte
-offset.  Blocks are taken in increasing address
-order from a heap of pending addresses: with forward jumps only (everything libpcap
-compiles except ``protochain``) that is one sweep over the program.  A backward ``ja``
+offset.  Register arrays are never modified in place, so A, X and M[k] may share one.
+
+Blocks are taken in increasing address order from a heap of pending addresses: with
+forward jumps only (everything libpcap compiles except ``protochain``) that is one
+sweep over the program.  A backward ``ja``
 (libpcap's ``protochain`` loop) queues lanes at an earlier address; the heap then
 simply revisits that block with them, so loops need no scalar fallback.  Each lane
 counts the backward jumps it takes: more than ``MAX_BACKWARD_JUMPS`` raises
@@ -243,16 +245,19 @@ class _Runner:
                                 if cnt else np.zeros(0, dt))
 
     # --- packet loads ---------------------------------------------------------
-    def _load(self, ln: _Lanes, pos: np.ndarray, size: int) -> tuple[_Lanes, np.ndarray]:
+    def _load(self, ln: _Lanes, pos, size: int) -> tuple[_Lanes, np.ndarray]:
         """Keep the lanes whose [pos, pos+size) lies inside the captured bytes; the
-        others finish with 0 (bpf_filter's `return 0`).  Returns (lanes, value)."""
-        ok = pos + size <= self.caplen.take(ln.idx)
+        others finish with 0 (bpf_filter's `return 0`).  ``pos`` is an int (absolute
+        loads) or an int64 array (X + k).  Returns (lanes, value)."""
+        ok = self.caplen.take(ln.idx) >= pos + size
         if not ok.all():
             ix = np.flatnonzero(ok)
             ln = ln.take(ok)
-            pos = pos.take(ix)
+            if not isinstance(pos, int):
+                pos = pos.take(ix)
         base = self.offset.take(ln.idx) + pos
-        return ln, self.views[size][base].astype(_U32)   # [] not take(): take is slow on unaligned views
+        # plain indexing, not take(): take is slow on the unaligned views
+        return ln, self.views[size][base].astype(_U32)
 
     # --- one block ------------------------------------------------------------
     def run_block(self, start: int, end: int, ln: _Lanes, push) -> None:
@@ -264,14 +269,12 @@ class _Runner:
             code, k = ins.code, ins.k
             cls = BPF_CLASS(code)
             if code in _LOADS_ABS:
-                pos = np.full(len(ln), k, np.int64)
-                ln, ln.a = self._load(ln, pos, _LOADS_ABS[code])
+                ln, ln.a = self._load(ln, k, _LOADS_ABS[code])
             elif code in _LOADS_IND:
                 pos = ln.x.astype(np.int64) + k
                 ln, ln.a = self._load(ln, pos, _LOADS_IND[code])
             elif code == BPF_LDX | BPF_MSH | BPF_B:
-                pos = np.full(len(ln), k, np.int64)
-                ln, v = self._load(ln, pos, 1)
+                ln, v = self._load(ln, k, 1)
                 ln.x = (v & 0xF) << 2
             elif code == BPF_LD | BPF_W | BPF_LEN:
                 ln.a = self.wirelen.take(ln.idx)
@@ -282,17 +285,17 @@ class _Runner:
             elif code == BPF_LDX | BPF_IMM:
                 ln.x = np.full(len(ln), k, _U32)
             elif code == BPF_LD | BPF_MEM:
-                ln.a = ln.mem[k].copy() if k in ln.mem else np.zeros(len(ln), _U32)
+                ln.a = ln.mem[k] if k in ln.mem else np.zeros(len(ln), _U32)
             elif code == BPF_LDX | BPF_MEM:
-                ln.x = ln.mem[k].copy() if k in ln.mem else np.zeros(len(ln), _U32)
+                ln.x = ln.mem[k] if k in ln.mem else np.zeros(len(ln), _U32)
             elif code == BPF_ST:
-                ln.mem[k] = ln.a.copy()
+                ln.mem[k] = ln.a
             elif code == BPF_STX:
-                ln.mem[k] = ln.x.copy()
+                ln.mem[k] = ln.x
             elif code == BPF_MISC | BPF_TAX:
-                ln.x = ln.a.copy()
+                ln.x = ln.a
             elif code == BPF_MISC | BPF_TXA:
-                ln.a = ln.x.copy()
+                ln.a = ln.x
             elif code == BPF_ALU | BPF_NEG:
                 ln.a = (_U32(0) - ln.a).astype(_U32)
             elif cls == BPF_ALU and code in _STRAIGHT:

@@ -1,10 +1,15 @@
-"""bpfkit disasm: read a classic BPF program in any encoding, print it in another."""
+"""bpfkit disasm: read a classic BPF program in any encoding, print it in another;
+with --ebpf, an eBPF program (raw bytes or hex) as a listing."""
 from __future__ import annotations
 
 import argparse
 
 from ..cbpf.encodings import LOAD_FORMATS, read_program
-from .cmd_asm import add_output_options, write_output
+from ..errors import UsageError
+from .cmd_asm import (EBPF_SYNTAXES, add_map_option, add_output_options, map_specs,
+                      read_ebpf_program, write_ebpf_output, write_output)
+
+EBPF_FORMATS = ("auto", "raw", "hex", "asm")
 
 EPILOG = """\
 Input encodings (detected, or forced with --format): raw struct sock_filter bytes
@@ -22,6 +27,25 @@ examples:
   tcpdump -y EN10MB -ddd 'udp port 53' | bpfkit disasm -
   bpfkit disasm filter.bin --bpf-asm
   bpfkit disasm --format comma rule.txt -dd
+
+eBPF (--ebpf):
+  The input is raw instruction bytes (8-byte slots, lddw two; --byteorder little or
+  big), hex text (`b7 00 00 00 01 00 00 00`, with or without spaces, or one
+  0x-prefixed 64-bit word per slot as in bpf_conformance's `-- raw` sections), or
+  eBPF assembly (llvm syntax).  Detected, or forced with --format raw|hex|asm.
+  ELF objects (a section of a clang -target bpf .o) are not read yet: that comes with
+  the ELF loader; extract the section first (llvm-objcopy -O binary
+  --only-section=xdp prog.o prog.bin).
+  Output: -d (default) a listing in --syntax llvm (as llvm-objdump -d
+  --no-show-raw-insn), kernel (as the verifier log, `0: (b7) r0 = 1`) or conformance;
+  --text the instructions without slot numbers; --hex; --raw (e.g. to swap the byte
+  order: --byteorder applies to input and output alike, so pipe through twice).
+  Name the maps that lddw src=BPF_PSEUDO_MAP_IDX refers to with --map NAME (in order)
+  to see `r1 = NAME ll` instead of `ld_pseudo r1, 5, N`.
+
+  bpfkit disasm --ebpf prog.bin
+  bpfkit disasm --ebpf --byteorder big --syntax kernel prog-be.bin
+  echo 'b7 00 00 00 02 00 00 00 95 00 00 00 00 00 00 00' | bpfkit disasm --ebpf -
 """
 
 
@@ -31,13 +55,30 @@ def register(sub) -> None:
                        description=__doc__, epilog=EPILOG,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("source", metavar="FILE", help="program file, '-' for stdin")
-    p.add_argument("--format", dest="informat", choices=LOAD_FORMATS, default="auto",
-                   help="input encoding (default: auto-detected)")
+    p.add_argument("--format", dest="informat",
+                   choices=tuple(dict.fromkeys(LOAD_FORMATS + EBPF_FORMATS)), default="auto",
+                   help="input encoding (default: auto-detected; eBPF: raw, hex or asm)")
+    p.add_argument("--ebpf", action="store_true", help="the program is eBPF")
+    p.add_argument("--syntax", choices=EBPF_SYNTAXES, default=None,
+                   help="eBPF listing syntax (default llvm)")
+    add_map_option(p, full=False)
     add_output_options(p)
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
+    if args.ebpf:
+        if args.informat not in EBPF_FORMATS:
+            raise UsageError(f"--format {args.informat} is classic BPF; eBPF input is "
+                             f"{', '.join(EBPF_FORMATS)}")
+        prog = read_ebpf_program(args.source, fmt=args.informat, byteorder=args.byteorder,
+                                 maps=map_specs(args.maps, full=False))
+        write_ebpf_output(args, prog, args.syntax or "llvm")
+        return 0
+    if args.syntax or args.maps:
+        raise UsageError("--syntax and --map are for eBPF programs: add --ebpf")
+    if args.informat == "hex":
+        raise UsageError("--format hex is for eBPF programs: add --ebpf")
     prog = read_program(args.source, fmt=args.informat, byteorder=args.byteorder)
     write_output(args, prog)
     return 0

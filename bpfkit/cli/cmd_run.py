@@ -1,11 +1,14 @@
-"""bpfkit run: a classic BPF program's return value on every packet of a capture."""
+"""bpfkit run: a classic BPF program's return value on every packet of a capture, or
+(--ebpf) an eBPF XDP / socket-filter program's, with its verdicts and maps."""
 from __future__ import annotations
 
 import argparse
 
 from ..cbpf.encodings import read_program
+from ..errors import UsageError
 from ..filtering import run_program
 from .capture_args import Progress, add_read_options, report_problems
+from .cmd_asm import EBPF_SYNTAXES, add_map_option, map_specs, read_ebpf_program
 from .common import print_json
 
 EPILOG = """\
@@ -18,22 +21,78 @@ examples:
   tcpdump -y EN10MB -ddd 'tcp port 80' > http.ddd
   bpfkit run http.ddd -r pcaps/sample.pcap
   bpfkit run http.ddd -r pcaps/sample.pcap --json | jq '.retval[:10]'
+
+eBPF (--ebpf --type xdp|socket):
+  PROG is eBPF assembly (llvm syntax by default, --syntax kernel|conformance), raw
+  instruction bytes or hex (detected; --format asm|raw|hex forces one).  Maps are
+  defined with --map NAME:TYPE:KEY_SIZE:VALUE_SIZE:MAX_ENTRIES[:FLAGS], in order; the
+  program names them as `r1 = NAME ll` (raw bytes: lddw src=5 imm=N, the first
+  --map being map 0).
+  The program runs on the reference interpreter, one packet at a time in capture
+  order, as consecutive BPF_PROG_TEST_RUN calls would: maps keep their contents from
+  packet to packet, bpf_ktime_get_ns() is the packet's capture time and
+  bpf_get_prandom_u32() a generator seeded by --seed.  Packets must be Ethernet
+  frames (both program types see the frame from the mac header on, as in the
+  kernel's test run); a packet the kernel would refuse (< 14 bytes) or bpfkit cannot
+  model (XDP over 3520 bytes) is skipped and listed.
+  Output: a summary (packets, packets per verdict, faults, skipped); --json one
+  object: "packets", "retval" (per packet), "verdict" (XDP: names per packet),
+  "counts", "insns", "faults" [{"packet","pc","kind","detail"}], "skipped", "trace"
+  (bpf_trace_printk lines with their packet), and with --dump-maps "maps":
+  {name: [{"key": hex, "value": hex}]} (per-CPU maps: "value" is a list, one hex
+  string per CPU).  -w FILE writes every packet as the program left it (XDP
+  rewrites, adjust_head/tail) with its original timestamp.
+
+  bpfkit run --ebpf --type xdp count.s --map proto:array:4:8:256 -r in.pcap --dump-maps
+  bpfkit run --ebpf --type socket filter.bin -r in.pcap --json | jq .counts
+  bpfkit run --ebpf --type xdp rewrite.s -r in.pcap -w rewritten.pcap
 """
 
 
 def register(sub) -> None:
-    p = sub.add_parser("run", help="run a cBPF program over every packet of a capture",
+    p = sub.add_parser("run", help="run a cBPF or eBPF (--ebpf) program over every packet "
+                                   "of a capture",
                        description=__doc__, epilog=EPILOG,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("prog", metavar="PROG", help="program file (any encoding), '-' for stdin")
     add_read_options(p, count_help="run on the first COUNT packets only")
     p.add_argument("--json", action="store_true",
                    help='print one JSON object: {"packets": N, "accepted": A, "rejected": R, '
-                        '"retval": [r0, r1, ...]} (retval in capture order)')
+                        '"retval": [r0, r1, ...]} (retval in capture order); for --ebpf '
+                        'see below')
+    e = p.add_argument_group("eBPF")
+    e.add_argument("--ebpf", action="store_true", help="PROG is an eBPF program")
+    e.add_argument("--type", dest="prog_type", choices=("xdp", "socket"),
+                   help="eBPF program type (required with --ebpf)")
+    add_map_option(e, full=True)
+    e.add_argument("--dump-maps", action="store_true",
+                   help="print the maps' contents after the last packet")
+    e.add_argument("--format", dest="informat", choices=("auto", "asm", "raw", "hex"),
+                   help="eBPF program encoding (default: detected)")
+    e.add_argument("--syntax", choices=EBPF_SYNTAXES,
+                   help="eBPF assembly syntax (default llvm)")
+    e.add_argument("--byteorder", choices=("little", "big"),
+                   help="byte order of raw eBPF instructions (default little)")
+    e.add_argument("--seed", type=int,
+                   help="seed of bpf_get_prandom_u32's generator (default 0)")
+    e.add_argument("-w", dest="outfile", metavar="FILE",
+                   help="write the packets as the program left them (pcap)")
+    e.add_argument("--trace", action="store_true",
+                   help="print bpf_trace_printk lines (they are always in --json)")
     p.set_defaults(func=run)
 
 
+_EBPF_ONLY = (("prog_type", "--type"), ("maps", "--map"), ("dump_maps", "--dump-maps"),
+              ("outfile", "-w"), ("trace", "--trace"), ("informat", "--format"),
+              ("syntax", "--syntax"), ("byteorder", "--byteorder"), ("seed", "--seed"))
+
+
 def run(args) -> int:
+    if args.ebpf:
+        return run_ebpf(args)
+    for attr, flag in _EBPF_ONLY:
+        if getattr(args, attr) not in (None, False, []):
+            raise UsageError(f"{flag} is for eBPF programs: add --ebpf")
     prog = read_program(args.prog)
     progress = Progress("run")
     summary = run_program(prog, args.capture, count=args.count, strict=args.strict,
@@ -47,4 +106,41 @@ def run(args) -> int:
     else:
         print(f"packets: {summary.packets}\naccepted: {summary.accepted}\n"
               f"rejected: {summary.rejected}")
+    return 0
+
+
+def run_ebpf(args) -> int:
+    from ..ebpf.runner import run_capture
+    from ..pcap import write_capture
+    if not args.prog_type:
+        raise UsageError("--ebpf needs --type xdp or --type socket")
+    prog = read_ebpf_program(args.prog, fmt=args.informat or "auto",
+                             syntax=args.syntax or "llvm", byteorder=args.byteorder or "little",
+                             prog_type=args.prog_type, maps=map_specs(args.maps, full=True))
+    progress = Progress("run")
+    res = run_capture(prog, args.capture, count=args.count, seed=args.seed or 0,
+                      strict=args.strict, progress=progress)
+    progress.done()
+    report_problems("run", res.problems)
+    if args.outfile:
+        write_capture(args.outfile, res.output)
+    if args.json:
+        print_json(res.to_json(dump_maps=args.dump_maps))
+        return 0
+    lines = [f"packets: {res.packets}"]
+    lines += [f"{name}: {n}" for name, n in res.verdict_counts().items()]
+    lines.append(f"faults: {len(res.faults)}")
+    lines += [f"  packet {f.packet}: pc {f.pc}: {f.kind}: {f.detail}" for f in res.faults]
+    lines.append(f"skipped: {len(res.skipped)}")
+    lines += [f"  packet {s.packet}: {s.reason}" for s in res.skipped]
+    if args.trace:
+        lines += [f"trace: packet {t.packet}: {t.text.decode('utf-8', 'replace')}"
+                  for t in res.trace]
+    if args.dump_maps:
+        for name, entries in res.dump_maps().items():
+            lines.append(f"map {name}: {len(entries)} entries")
+            for d in entries:
+                v = d["value"] if isinstance(d["value"], str) else " ".join(d["value"])
+                lines.append(f"  key {d['key']} value {v}")
+    print("\n".join(lines))
     return 0

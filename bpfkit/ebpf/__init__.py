@@ -9,9 +9,9 @@ from .disasm import format_insn, listing
 from .disasm import disasm as disassemble
 from .interp import Fault, Interpreter, Options, Region, Result, run
 from .isa import Insn, decode, encode, lddw
-from .progtypes import run_socket_filter, run_xdp
+from .progtypes import load, run_socket_filter, run_xdp
 
 __all__ = ["Insn", "encode", "decode", "lddw", "assemble", "disassemble", "format_insn",
            "listing", "Interpreter", "Options", "Region", "Result", "Fault", "run",
-           "run_xdp", "run_socket_filter",
+           "load", "run_xdp", "run_socket_filter",
            "asm", "disasm", "helpers", "interp", "isa", "progtypes"]

@@ -6,6 +6,8 @@
   ``r2 = callback ll`` for the address of the function at a label).
   Jump targets: ``+N``/``-N``/``pc+N`` (slots) or a label defined as ``name:``.
   Trailing llvm-objdump annotations (``<.text+0x70>``) are ignored.
+* ``kernel``: the verifier log (kernel/bpf/disasm.c); lines may keep the log's
+  ``N: (op)`` prefix, which also marks ``(18) r1 = 0x...`` as lddw.
 * ``conformance``: the bpf_conformance mnemonic syntax (``ldxh %r0, [%r6+12]``,
   ``lock fetch add [%r10-8], %r1``, ``jne %r1, 0, label``).  As in bpf_conformance's
   assembler, the label ``exit`` means the first ``exit`` instruction unless a label of
@@ -197,11 +199,15 @@ def assemble(text: str, syntax: str = "llvm", *, maps: Sequence[str] | None = No
     if syntax == "llvm":
         asm = _Assembler(_llvm_line, maps)
         hash_space = True
+    elif syntax == "kernel":
+        asm = _Assembler(_kernel_line, maps)
+        hash_space = True
     elif syntax == "conformance":
         asm = _Assembler(_conf_line, maps)
         hash_space = False
     else:
-        raise AsmError(f"unknown syntax {syntax!r} (expected 'llvm' or 'conformance')")
+        raise AsmError(f"unknown syntax {syntax!r} (expected 'llvm', 'kernel' or "
+                       "'conformance')")
     for n, raw in enumerate(text.splitlines(), 1):
         ln = _Line(n, raw)
         body = _strip_comment(raw, hash_space)
@@ -277,7 +283,7 @@ _LLVM_FORMS: list[tuple[str, re.Pattern]] = [(k, re.compile(p)) for k, p in [
     ("callx", r"callx\s+(?P<d>" + _REG + ")"),
     ("kfunc", r"call\s+kfunc\s+(?P<k>" + _NUM + r")(?:\s*,\s*(?P<o>" + _NUM + r"))?"),
     ("call", r"call\s+(?:(?P<k>" + _NUM + r")|pc(?P<pc>[-+]\s*\d+)|(?P<name>[A-Za-z_.$][\w.$]*)"
-     r"(?:#(?P<id>\d+))?)"),
+     r"(?:#(?P<id>-?\d+))?)"),
 ]]
 
 
@@ -463,12 +469,46 @@ def _llvm_line(asm: _Assembler, ln: _Line, s: str, col: int) -> None:
             asm.emit_target(Insn(isa.BPF_JMP | isa.BPF_CALL, 0, isa.BPF_PSEUDO_CALL),
                             m.group("pc"), "imm", ln, gcol("pc"))
         elif m.group("id") is not None:      # verifier log: "call bpf_map_lookup_elem#1"
-            asm.emit(Insn(isa.BPF_JMP | isa.BPF_CALL, 0, 0, 0, int(m.group("id"))))
+            asm.emit(Insn(isa.BPF_JMP | isa.BPF_CALL, 0, 0, 0, imm32("id")))
         else:                                # a local function by label
             asm.emit_target(Insn(isa.BPF_JMP | isa.BPF_CALL, 0, isa.BPF_PSEUDO_CALL),
                             m.group("name"), "imm", ln, gcol("name"))
     else:  # pragma: no cover - every form above is handled
         raise AssertionError(kind)
+
+
+# --- the kernel's (verifier log) syntax ---------------------------------------------------
+
+_KPREFIX = re.compile(r"(\d+):\s*(?:[0-9.]{10}\s+)?\(([0-9a-fA-F]{2})\)\s*")
+_KERNEL_REWRITES = [
+    # r1 = atomic64_xchg((u64 *)(r0 +8), r1)  ->  r1 = xchg_64(r0 + 8, r1)
+    (re.compile(r"=\s*atomic64_xchg\s*\(\s*\(\s*u64\s*\*\s*\)\s*\(\s*(\w+)\s*([-+])\s*(\d+)\s*\)"),
+     r"= xchg_64(\1 \2 \3"),
+    (re.compile(r"=\s*atomic_xchg\s*\(\s*\(\s*u32\s*\*\s*\)\s*\(\s*(\w+)\s*([-+])\s*(\d+)\s*\)"),
+     r"= xchg32_32(\1 \2 \3"),
+    (re.compile(r"=\s*atomic64_cmpxchg\s*\(\s*\(\s*u64\s*\*\s*\)\s*\(\s*(\w+)\s*([-+])\s*(\d+)\s*\)"),
+     r"= cmpxchg_64(\1 \2 \3"),
+    (re.compile(r"=\s*atomic_cmpxchg\s*\(\s*\(\s*u32\s*\*\s*\)\s*\(\s*(\w+)\s*([-+])\s*(\d+)\s*\)"),
+     r"= cmpxchg32_32(\1 \2 \3"),
+    (re.compile(r"=\s*atomic64_fetch_"), "= atomic_fetch_"),
+    (re.compile(r"\+\s*-\s*(\d)"), r"- \1"),            # skb[r7 + -2]
+]
+
+
+def _kernel_line(asm: _Assembler, ln: _Line, s: str, col: int) -> None:
+    """A line of the verifier log's syntax, optionally with its "N: (op)" prefix (or the
+    "N: LIVEREGS (op)" of the "Live regs before insn" listing)."""
+    opcode = None
+    m = _KPREFIX.match(s)
+    if m:
+        opcode = int(m.group(2), 16)
+        col += m.end()
+        s = s[m.end():]
+    for pat, rep in _KERNEL_REWRITES:
+        s = pat.sub(rep, s)
+    if opcode == isa.LDDW and not s.rstrip().endswith("ll") and not s.startswith("ld_pseudo"):
+        s += " ll"                                   # "(18) r1 = 0x..." is lddw
+    _llvm_line(asm, ln, s, col)
 
 
 # --- the bpf_conformance syntax -----------------------------------------------------------

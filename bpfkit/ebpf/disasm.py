@@ -7,6 +7,11 @@
   LLVM >= 17 and the kernel's kernel/bpf/disasm.c print them:
   ``r1 s/= r2``, ``r1 = (s8)r2``, ``r1 = *(s16 *)(r2 + 4)``, ``r1 = bswap16 r1``,
   ``gotol +3``, ``*(u32 *)(r10 - 8) = 5``, ``if r1 & r2 goto +1``, ``r1 %= r2``.
+* ``kernel``: the verifier log's spelling (kernel/bpf/disasm.c, checked against the
+  "Live regs before insn" listing of this machine's 6.18 kernel): ``(r10 -8)``,
+  ``goto pc+3``, jump immediates in hex, ``r1 = 0x1122334455667788`` for lddw (the
+  assembler needs the log's ``(18)`` opcode or an ``ll`` suffix to tell it from a mov),
+  ``call bpf_map_lookup_elem#1``, ``r1 = atomic64_fetch_add((u64 *)(r0 +0), r1)``.
 * ``conformance``: the bpf_conformance / uBPF mnemonic syntax
   (``ldxh %r0, [%r6+12]``, ``lock fetch add [%r10-8], %r1``).
 
@@ -20,6 +25,7 @@ from typing import Iterable, Sequence
 
 from ..errors import EncodingError
 from . import isa
+from .helper_ids import helper_name
 from .isa import Insn, Op
 
 __all__ = ["format_insn", "disasm", "listing", "raw_directive"]
@@ -143,6 +149,66 @@ def _llvm(insn: Insn, op: Op, alu32: bool) -> str:
     raise AssertionError(k)  # every kind of the table is handled above
 
 
+def _kmem(reg: int, off: int) -> str:
+    # kernel/bpf/disasm.c prints offsets with "%+d": "(r10 -8)", "(r1 +0)"
+    return f"(r{reg} {off:+d})"
+
+
+def _kernel(insn: Insn, op: Op) -> str:
+    """kernel/bpf/disasm.c print_bpf_insn (the verifier log), Linux 6.18."""
+    k = op.kind
+    d, s = insn.dst, insn.src
+    if k in ("alu", "neg", "end"):
+        return _llvm(insn, op, False)                 # same spelling as LLVM
+    if k == "ja":
+        return f"goto pc{insn.off:+d}"
+    if k == "gotol":
+        return f"gotol pc{insn.imm:+d}"
+    if k == "jcond":
+        p = "w" if op.width == 32 else "r"
+        rhs = f"{p}{s}" if op.source == isa.BPF_X else f"0x{insn.imm & 0xFFFFFFFF:x}"
+        return f"if {p}{d} {_LLVM_JMP[op.op]} {rhs} goto pc{insn.off:+d}"
+    if k == "call":
+        if insn.src == isa.BPF_PSEUDO_CALL:
+            return f"call pc{insn.imm:+d}"
+        if insn.src == isa.BPF_PSEUDO_KFUNC_CALL:
+            return _llvm(insn, op, False)
+        name = "bpf_unspec" if insn.imm == 0 else helper_name(insn.imm)
+        return f"call {name}#{insn.imm}"
+    if k == "lddw":
+        if insn.src == 0:
+            return f"r{d} = 0x{insn.imm:x}"
+        return _llvm(insn, op, False)
+    if k == "ldabs":
+        return f"r0 = *({_SIZE_NAME[op.size]} *)skb[{insn.imm}]"
+    if k == "ldind":
+        return f"r0 = *({_SIZE_NAME[op.size]} *)skb[r{s} + {insn.imm}]"
+    if k == "ldx":
+        return f"r{d} = *({_SIZE_NAME[op.size]} *){_kmem(s, insn.off)}"
+    if k == "ldxs":
+        return f"r{d} = *({_SSIZE_NAME[op.size]} *){_kmem(s, insn.off)}"
+    if k == "st":
+        return f"*({_SIZE_NAME[op.size]} *){_kmem(d, insn.off)} = {insn.imm}"
+    if k == "stx":
+        return f"*({_SIZE_NAME[op.size]} *){_kmem(d, insn.off)} = r{s}"
+    if k == "atomic":
+        ty = "u64" if op.size == 8 else "u32"
+        pre = "atomic64_" if op.size == 8 else "atomic_"
+        mem = f"(({ty} *){_kmem(d, insn.off)}"
+        a = insn.imm
+        if a == isa.BPF_XCHG:
+            return f"r{s} = {pre}xchg{mem}, r{s})"
+        if a == isa.BPF_CMPXCHG:
+            return f"r0 = {pre}cmpxchg{mem}, r0, r{s})"
+        base = a & ~isa.BPF_FETCH
+        if a & isa.BPF_FETCH:
+            return f"r{s} = {pre}fetch_{isa.ATOMIC_OPS[base]}{mem}, r{s})"
+        return f"lock *({ty} *){_kmem(d, insn.off)} {_LLVM_ATOMIC[base]} r{s}"
+    if k in ("callx", "exit"):
+        return _llvm(insn, op, False)
+    raise AssertionError(k)
+
+
 def _conf_mem(reg: int, off: int) -> str:
     return f"[%r{reg}{off:+d}]"
 
@@ -192,7 +258,8 @@ def _conf(insn: Insn, op: Op) -> str:
 
 
 def format_insn(insn: Insn, syntax: str = "llvm", *, alu32: bool = False) -> str:
-    """One instruction as text.  syntax: 'llvm' or 'conformance'.  alu32 only changes
+    """One instruction as text.  syntax: 'llvm', 'kernel' (the verifier log's spelling)
+    or 'conformance'.  alu32 only changes
     the LLVM spelling of sub-64-bit loads, stores and atomics, which then name wN
     (llvm-objdump --mattr=+alu32)."""
     op = _valid_op(insn)
@@ -202,7 +269,10 @@ def format_insn(insn: Insn, syntax: str = "llvm", *, alu32: bool = False) -> str
         return _llvm(insn, op, alu32)
     if syntax == "conformance":
         return _conf(insn, op)
-    raise EncodingError(f"unknown syntax {syntax!r} (expected 'llvm' or 'conformance')")
+    if syntax == "kernel":
+        return _kernel(insn, op)
+    raise EncodingError(f"unknown syntax {syntax!r} (expected 'llvm', 'kernel' or "
+                        "'conformance')")
 
 
 def disasm(insns: Iterable[Insn], syntax: str = "llvm", *, alu32: bool = False) -> str:

@@ -35,7 +35,6 @@ built: ValidationError or UnsupportedError naming the feature.
 from __future__ import annotations
 
 import bisect
-import struct
 from dataclasses import dataclass, field
 from typing import Callable, Mapping, Sequence
 
@@ -190,7 +189,7 @@ class Memory:
         key = (id(ref.buf), ref.offset)
         base = self._value_regions.get(key)
         if base is None:
-            r = Region(f"map value", ref.buf, writable=writable, lo=ref.offset,
+            r = Region("map value", ref.buf, writable=writable, lo=ref.offset,
                        hi=ref.offset + ref.size)
             base = self.add(r)
             self._value_regions[key] = base

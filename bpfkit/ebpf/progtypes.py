@@ -23,6 +23,8 @@ from .interp import Fault, Helper, Interpreter, Memory, MemoryFault, Region
 
 __all__ = ["XDP_ABORTED", "XDP_DROP", "XDP_PASS", "XDP_TX", "XDP_REDIRECT", "XDP_VERDICTS",
            "SkBuff", "SkbResult", "run_socket_filter", "socket_filter_helpers", "eth_type_trans",
+           "ALLOWED_HELPERS", "implemented_helpers", "load", "BPF_PROG_TYPE_SOCKET_FILTER",
+           "BPF_PROG_TYPE_XDP",
            "XdpBuff", "XdpResult", "run_xdp", "xdp_helpers", "verdict_name"]
 
 XDP_ABORTED, XDP_DROP, XDP_PASS, XDP_TX, XDP_REDIRECT = range(5)
@@ -243,10 +245,11 @@ class XdpResult:
 
 
 def run_xdp(interp: Interpreter, packet: bytes, *, ingress_ifindex: int = 1,
-            rx_queue_index: int = 0) -> XdpResult:
+            rx_queue_index: int = 0, **run_args) -> XdpResult:
     """Run an XDP program on one packet as BPF_PROG_TEST_RUN does.  Helpers come from
     interp.options.helpers (include xdp_helpers() to allow the resize helpers).
-    A fault yields retval 0 and the packet as it was when the fault happened."""
+    A fault yields retval 0 and the packet as it was when the fault happened.
+    run_args (cpu, ktime_ns, prandom, packet_index) go to Interpreter.run."""
     if len(packet) < ETH_HLEN:
         raise ExecutionError(f"XDP input of {len(packet)} bytes is shorter than the "
                              f"{ETH_HLEN}-byte Ethernet header (the kernel says EINVAL)")
@@ -254,7 +257,7 @@ def run_xdp(interp: Interpreter, packet: bytes, *, ingress_ifindex: int = 1,
         raise UnsupportedError("XDP multi-buffer packets",
                                f"{len(packet)} bytes > {XDP_MAX_LINEAR} linear bytes")
     buff = XdpBuff(bytes(packet), ingress_ifindex, rx_queue_index)
-    res = interp.run(regions=[buff.ctx, buff.pkt], args=["ctx"], context=buff)
+    res = interp.run(regions=[buff.ctx, buff.pkt], args=["ctx"], context=buff, **run_args)
     return XdpResult(res.retval & 0xFFFFFFFF, bytes(buff.frame[buff.data:buff.data_end]),
                      bytes(buff.frame[buff.data_meta:buff.data]), res.insns, res.fault,
                      buff.redirect, res.trace)
@@ -381,13 +384,71 @@ class SkbResult:
     trace: tuple[bytes, ...] = ()
 
 
-def run_socket_filter(interp: Interpreter, frame: bytes) -> SkbResult:
+def run_socket_filter(interp: Interpreter, frame: bytes, **run_args) -> SkbResult:
     """Run a SOCKET_FILTER program on one Ethernet frame as BPF_PROG_TEST_RUN does:
-    r1 = __sk_buff, skb->data after the 14-byte header (LD_ABS offset 0 = frame[14])."""
+    r1 = __sk_buff, skb->data after the 14-byte header (LD_ABS offset 0 = frame[14]).
+    run_args (cpu, ktime_ns, prandom, packet_index) go to Interpreter.run."""
     if len(frame) < ETH_HLEN:
         raise ExecutionError(f"socket-filter input of {len(frame)} bytes is shorter than the "
                              f"{ETH_HLEN}-byte Ethernet header (the kernel says EINVAL)")
     skb = SkBuff(bytes(frame))
     res = interp.run(regions=[skb.ctx], args=["ctx"], context=skb, packet=skb.frame,
-                     data_offset=ETH_HLEN)
+                     data_offset=ETH_HLEN, **run_args)
     return SkbResult(res.retval & 0xFFFFFFFF, res.insns, bytes(skb.cb), res.fault, res.trace)
+
+
+# --- helpers per program type --------------------------------------------------------------
+
+BPF_PROG_TYPE_SOCKET_FILTER, BPF_PROG_TYPE_XDP = 1, 6
+PROG_TYPE_NAMES = {BPF_PROG_TYPE_SOCKET_FILTER: "socket_filter", BPF_PROG_TYPE_XDP: "xdp"}
+
+# Helper ids a program of each type may call, as this machine's kernel (6.18, root)
+# answers BPF_PROG_LOAD of "call N" (refused with "program of this type cannot use
+# helper" otherwise); tests/test_ebpf_progtypes.py re-derives both lists.
+ALLOWED_HELPERS = {
+    BPF_PROG_TYPE_SOCKET_FILTER: frozenset((
+        1, 2, 3, 5, 6, 7, 8, 12, 14, 15, 16, 17, 22, 25, 26, 35, 37, 42, 46, 47, 55, 68, 80,
+        87, 88, 89, 93, 94, 105, 106, 109, 112, 113, 114, 115, 117, 118, 120, 122, 123, 125,
+        130, 131, 132, 133, 134, 136, 137, 138, 139, 140, 141, 148, 149, 153, 154, 156, 157,
+        158, 160, 164, 165, 169, 170, 171, 172, 175, 176, 177, 178, 180, 181, 182, 191, 194,
+        195, 196, 197, 198, 199, 200, 201, 202, 203, 208, 209, 210, 211)),
+    BPF_PROG_TYPE_XDP: frozenset((
+        1, 2, 3, 5, 6, 7, 8, 12, 14, 15, 16, 17, 22, 23, 25, 28, 35, 37, 42, 44, 51, 54, 55,
+        65, 69, 80, 84, 85, 86, 87, 88, 89, 93, 94, 99, 100, 105, 106, 109, 110, 112, 113,
+        114, 115, 117, 118, 120, 123, 125, 130, 131, 132, 133, 134, 136, 137, 138, 139, 140,
+        141, 148, 149, 153, 154, 156, 157, 158, 160, 163, 164, 165, 169, 170, 171, 172, 175,
+        176, 177, 178, 180, 181, 182, 188, 189, 190, 191, 194, 195, 196, 197, 198, 199, 200,
+        201, 202, 203, 204, 205, 206, 207, 208, 209, 210, 211)),
+}
+
+
+def implemented_helpers(prog_type: int) -> dict[int, Helper]:
+    """The helpers bpfkit implements for `prog_type` (a subset of ALLOWED_HELPERS)."""
+    from .helpers import basic_helpers
+    extra = {BPF_PROG_TYPE_SOCKET_FILTER: socket_filter_helpers,
+             BPF_PROG_TYPE_XDP: xdp_helpers}.get(prog_type)
+    if extra is None:
+        raise UnsupportedError(f"program type {prog_type}", "bpfkit models socket_filter (1) "
+                               "and xdp (6)")
+    allowed = ALLOWED_HELPERS[prog_type]
+    h = {k: v for k, v in basic_helpers().items() if k in allowed}
+    h.update(extra())
+    return h
+
+
+def load(insns, prog_type: int, *, maps=(), budget: int = 1_000_000) -> Interpreter:
+    """An Interpreter for a program of `prog_type`: a helper the kernel does not allow
+    for the type is a ValidationError with the verifier's wording; an allowed one that
+    bpfkit does not implement is an UnsupportedError naming it."""
+    from ..errors import ValidationError
+    from . import isa
+    from .helper_ids import helper_name
+    from .interp import Options
+    helpers = implemented_helpers(prog_type)
+    allowed = ALLOWED_HELPERS[prog_type]
+    for n, i in enumerate(insns):
+        if i.opcode == isa.BPF_JMP | isa.BPF_CALL and i.src == 0 and i.imm not in allowed:
+            raise ValidationError(f"program of this type cannot use helper "
+                                  f"{helper_name(i.imm)}#{i.imm}", index=n, rule="helper",
+                                  errno=22)
+    return Interpreter(insns, Options(budget=budget, helpers=helpers, maps=tuple(maps)))

@@ -63,7 +63,7 @@ class WalkResult:
 
 # Tuning: a lane covers at least MIN_LANE_BYTES; at most MAX_LANES lanes per walk.  The
 # number of lockstep steps is about records / lanes; the candidate search reads about
-# 2 * (mean record length) / (lane bytes) of the data.
+# 3 * (mean record length) / (lane bytes) of the data.
 MIN_LANE_BYTES = 32 * 1024
 MAX_LANES = 4096
 PROBE = 64                # records walked one by one first, to learn the mean record size
@@ -147,8 +147,8 @@ def _lockstep(fmt: Format, lane_ids: np.ndarray, starts: np.ndarray, stops: np.n
 
 def _walk_lanes(fmt: Format, start: int, seg_end: int, mean: float) -> WalkResult:
     nlanes = max(2, min(MAX_LANES, (seg_end - start) // MIN_LANE_BYTES))
-    stride = (seg_end - start) // nlanes
-    window = int(min(stride, max(64, 2 * mean)))
+    stride = (seg_end - start) // nlanes // 4 * 4   # keeps 4-byte alignment (pcapng)
+    window = int(min(stride, max(64, 3 * mean)))
     cand = _find_candidates(fmt, start + stride, stride, nlanes - 1, window)
     starts = np.concatenate(([start], cand[cand >= 0])).astype(np.int64)
     stops = np.append(starts[1:], seg_end)

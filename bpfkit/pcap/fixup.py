@@ -5,15 +5,15 @@ then fixup_pcap_pkthdr).
 Some link types carry a pseudo-header written in the *capturing host's* byte order.
 libpcap 1.10.3 rewrites those fields into the reading host's order (checked against the
 installed libpcap in tests/test_pcap_fixup.py), so filters and `tcpdump -w` see them in
-host order.  bpfkit runs on little-endian hosts only (numpy views of the file assume it),
-so "swapped" means "the file is big-endian".  A batch that needs this gets its own copy
-of the packet bytes; the file is never written.
+host order.  A batch that needs this gets its own copy of the packet bytes; the file is
+never written.
 
 These link types are rare, so the work is a loop per packet, run only for them.
 """
 from __future__ import annotations
 
 import struct
+import sys
 
 import numpy as np
 
@@ -36,6 +36,12 @@ USB_ISODESC = 16              # sizeof(usb_isodesc)
 URB_ISOCHRONOUS = 0
 URB_COMPLETE = ord("C")
 URB_TRANSFER_IN = 0x80
+_HOST = "<" if sys.byteorder == "little" else ">"     # pseudo-header fields after the swap
+
+
+def swapped(file_big_endian: bool) -> bool:
+    """Is a file (or pcapng section) of this byte order "swapped" for this host?"""
+    return file_big_endian != (sys.byteorder == "big")
 
 
 def needed(dlt: int, swapped: bool) -> bool:
@@ -138,7 +144,7 @@ def _swap_usb(p, cap, header_64):
             return
         _swap32(p, at)
     if iso:
-        ndesc = struct.unpack_from("<I", p, 60)[0]
+        ndesc = struct.unpack_from(_HOST + "I", p, 60)[0]
         at = 64
         for _ in range(ndesc):
             for k in range(3):               # status, offset, len; then padding
@@ -159,7 +165,7 @@ def _swap_nflog(p, cap, wl):
     while caplen >= 4:
         _swap16(p, at)
         _swap16(p, at + 2)
-        size = struct.unpack_from("<H", p, at)[0]
+        size = struct.unpack_from(_HOST + "H", p, at)[0]
         if size % 4:
             size += 4 - size % 4
         size &= 0xFFFF                       # uint16_t in libpcap
@@ -181,8 +187,8 @@ def _usb_mmapped_len(p, cap: int, wl: int) -> int:
         return wl
     event, ttype, endpoint = p[8], p[9], p[10]
     data_flag = p[15]
-    urb_len = struct.unpack_from("<I", p, 32)[0]
-    ndesc = struct.unpack_from("<I", p, 60)[0]
+    urb_len = struct.unpack_from(_HOST + "I", p, 32)[0]
+    ndesc = struct.unpack_from(_HOST + "I", p, 60)[0]
     if data_flag or wl != USB_MMAPPED_HDR + ndesc * USB_ISODESC + urb_len:
         return wl
     if not (ttype == URB_ISOCHRONOUS and event == URB_COMPLETE and endpoint & URB_TRANSFER_IN):
@@ -191,7 +197,7 @@ def _usb_mmapped_len(p, cap: int, wl: int) -> int:
     data_len = 0
     d, at = 0, USB_MMAPPED_HDR
     while d < ndesc and left >= USB_ISODESC:
-        off, ln = struct.unpack_from("<II", p, at + 4)
+        off, ln = struct.unpack_from(_HOST + "II", p, at + 4)
         if ln != 0:
             end = (off + ln) & 0xFFFFFFFF
             data_len = max(data_len, end)

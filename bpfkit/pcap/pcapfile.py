@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import chain, linktypes
+from .fixup import swapped
 
 MAGIC_USEC = 0xA1B2C3D4
 MAGIC_NSEC = 0xA1B23C4D
@@ -251,7 +252,7 @@ class RecordChain:
         # pcap_next_packet: struct pcap_timeval holds two bpf_int32, copied as signed
         # values; a byte-swapped file goes through SWAPLONG, whose result is unsigned
         # (measured with libpcap 1.10.3: tests/test_pcap_badinput.py fuzzes both)
-        if self.hdr.big:
+        if swapped(self.hdr.big):
             sec = rows[:, 0].astype(np.int64)
             frac = rows[:, 1].astype(np.int64)
         else:

@@ -212,7 +212,8 @@ class BlockChain:
     """The chain.Format of the blocks of one section (see chain.py).  An SHB ends the
     walk (STOP): its byte order may differ, so the reader handles it."""
 
-    def __init__(self, buf: np.ndarray, big: bool, end: int, max_block: int):
+    def __init__(self, buf: np.ndarray, big: bool, end: int, max_block: int, align: int = 0):
+        self.align = align % 4      # block offsets of this section, modulo 4
         self.buf = buf
         self.big = big
         self.end = end
@@ -241,21 +242,22 @@ class BlockChain:
         return out.view(self._u4).reshape(n, 7).astype(np.uint32)
 
     def step(self, pos):
-        st = np.zeros(len(pos), np.int8)
         full = (self.end - pos) >= 8
-        p = pos if full.all() else np.where(full, pos, 0)
+        allfull = bool(full.all())
+        p = pos if allfull else np.where(full, pos, 0)      # keep the gathers in bounds
         rows = self.rows(p)
-        btype = rows[:, 0]
         total = rows[:, 1].astype(np.int64)
         nxt = pos + total
-        bad = ~full | (total < 12) | (total % 4 != 0) | (total > self.max_block) | \
-            (nxt > self.end)
-        good = ~bad
-        trailer = np.zeros(len(pos), np.int64)
-        trailer[good] = self.u32[nxt[good] - 4]
-        bad |= good & (trailer != total)
-        st[bad] = chain.BAD
-        st[full & (btype == BT_SHB)] = chain.STOP
+        bad = (total < 12) | ((total & 3) != 0) | (total > self.max_block) | (nxt > self.end)
+        if not allfull:
+            bad |= ~full
+        # the trailer repeats the length (read_block); it shares a cache line with the
+        # next block's header, which the next step reads anyway
+        bad |= (self.u32[np.where(bad, p, nxt - 4)] != total) & ~bad
+        st = bad.astype(np.int8) * np.int8(chain.BAD)
+        shb = rows[:, 0] == BT_SHB
+        if shb.any():
+            st[shb & full] = chain.STOP
         return nxt, st, rows
 
     def scalar_step(self, pos):
@@ -269,8 +271,8 @@ class BlockChain:
 
     def plausible_grid(self, first, stride, lanes, width):
         """(lanes, width) bool: two consecutive blocks whose trailers repeat their
-        lengths.  Blocks of a section start at offsets 4-aligned to the section; the
-        caller's `first` and `stride` are arbitrary, so every offset is tried."""
+        lengths.  Blocks of a section start at offsets congruent to the section's start
+        modulo 4 (lengths are multiples of 4), so only those columns are tried."""
         out = np.zeros((lanes, width), bool)
         last = first + (lanes - 1) * stride + width - 1
         if last + 12 > self.end:
@@ -278,9 +280,17 @@ class BlockChain:
             if width <= 0:
                 return out
         grid = np.lib.stride_tricks.as_strided
-        total = grid(self.u32[first + 4:], (lanes, width), (stride, 1))
-        m = (total >= 12) & (total <= self.max_block) & (total % 4 == 0)
-        li, ci = np.nonzero(m)
+        if stride % 4 == 0:
+            skip = (self.align - first) % 4
+            cols = (width - skip + 3) // 4
+            if cols <= 0:
+                return out
+            total = grid(self.u32[first + skip + 4:], (lanes, cols), (stride, 4))
+            li, ci = np.nonzero((total - np.uint32(12)) <= np.uint32(self.max_block - 12))
+            ci = ci * 4 + skip
+        else:
+            total = grid(self.u32[first + 4:], (lanes, width), (stride, 1))
+            li, ci = np.nonzero((total - np.uint32(12)) <= np.uint32(self.max_block - 12))
         pos = first + li.astype(np.int64) * stride + ci
         ok = np.ones(len(pos), bool)
         cur = pos

@@ -6,7 +6,8 @@ of a batch is ``buf[offset[i]:offset[i] + caplen[i]]`` with ``offset`` the byte 
 of its data in the file.  Memory does not grow with the file: only the index of one
 segment is held at a time, and the pages of batches already handed out are released
 (madvise MADV_DONTNEED; they are read again from the file if touched).  Standard input
-('-') and other unmappable sources are read into memory.
+('-') is mapped too when it is a regular file; a pipe or other unmappable source is read
+into memory, and so are bytes-like sources (used as they are).
 
 Bad data (libpcap's rules, sf-pcap.c / sf-pcapng.c): every complete record before the
 problem is delivered, then the problem is a CaptureError with the byte offset and the
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import mmap
 import os
+import stat
 import struct
 import sys
 import warnings
@@ -36,7 +38,7 @@ from .batch import DEFAULT_SNAPLEN, PacketBatch
 
 # Bytes of file indexed per walk: bounds the memory of the index (and the pages mapped
 # ahead of the batches handed out), not the batch size.
-SEGMENT_BYTES = 128 << 20
+SEGMENT_BYTES = 64 << 20
 _MADV_POPULATE_READ = getattr(mmap, "MADV_POPULATE_READ", 22)
 
 
@@ -70,11 +72,21 @@ class _Source:
     def __init__(self, src, label: str):
         self.label = label
         self.mm: Optional[mmap.mmap] = None
+        self.released = 0           # pages before this offset were handed back
         if isinstance(src, (bytes, bytearray, memoryview, np.ndarray)):
             self.buf = np.frombuffer(src, np.uint8) if not isinstance(src, np.ndarray) \
                 else src.view(np.uint8).reshape(-1)
             return
-        if src == "-":
+        if isinstance(src, str) and src == "-":
+            # stdin redirected from a file can be mapped; a pipe is read into memory
+            try:
+                st = os.fstat(sys.stdin.fileno())
+                if _is_regular(st.st_mode) and st.st_size > 0 and sys.stdin.buffer.tell() == 0:
+                    self.mm = mmap.mmap(sys.stdin.fileno(), st.st_size, access=mmap.ACCESS_READ)
+                    self.buf = np.frombuffer(self.mm, np.uint8)
+                    return
+            except (OSError, ValueError, AttributeError):
+                self.mm = None
             self.buf = np.frombuffer(sys.stdin.buffer.read(), np.uint8)
             return
         try:
@@ -120,12 +132,13 @@ class _Source:
     def release(self, upto: int) -> None:
         """Drop the pages before byte `upto` from this process (they stay in the page
         cache and come back if touched)."""
-        if self.mm is None or upto <= 0:
+        if self.mm is None:
             return
         upto -= upto % mmap.PAGESIZE
-        if upto > 0:
+        if upto > self.released:
             try:
-                self.mm.madvise(mmap.MADV_DONTNEED, 0, upto)
+                self.mm.madvise(mmap.MADV_DONTNEED, self.released, upto - self.released)
+                self.released = upto
             except (OSError, ValueError, AttributeError):
                 pass
 
@@ -138,7 +151,6 @@ class _Source:
 
 
 def _is_regular(mode: int) -> bool:
-    import stat
     return stat.S_ISREG(mode)
 
 
@@ -160,11 +172,8 @@ class _PcapRecords:
         self.snaplen = self.hdr.snapshot
         self.file_snaplen = self.hdr.file_snaplen
         self.ts_nanos = self.hdr.nanos
-        self.swapped = self.hdr.big
+        self.swapped = fixup.swapped(self.hdr.big)
         self.records = 0
-
-    def dlt_of(self, linktype: int) -> int:
-        return linktypes.dlt_of(linktype)
 
     def chunks(self) -> Iterator[_Chunk]:
         pos, end = pcapfile.FILE_HEADER_LEN, len(self.buf)
@@ -197,7 +206,7 @@ class _PcapngRecords:
         except pcapng.BlockError as e:
             raise _Problem(e.message, e.offset) from None
         self.big = sec.big
-        self.swapped = sec.big
+        self.swapped = fixup.swapped(sec.big)
         self.max_block = pcapng.INITIAL_MAX_BLOCKSIZE
         self.ifaces: list[pcapng.Interface] = []
         self.pos = sec.length
@@ -230,9 +239,6 @@ class _PcapngRecords:
         self.max_block = max(self.max_block, pcapng.max_blocksize_for_snaplen(
             linktypes.max_snaplen_for_dlt(linktypes.dlt_of(first.linktype))))
 
-    def dlt_of(self, linktype: int) -> int:
-        return linktypes.dlt_of(linktype)
-
     def _u32(self, pos: int) -> int:
         return struct.unpack_from(">I" if self.big else "<I", self.buf, pos)[0]
 
@@ -241,9 +247,8 @@ class _PcapngRecords:
             sec = pcapng.parse_later_shb(self.buf, self.pos, self.end, self.max_block)
         except pcapng.BlockError as e:
             raise _Problem(e.message, e.offset) from None
-        if sec.big != self.big:
-            self.big = sec.big
-        self.swapped = self.big
+        self.big = sec.big
+        self.swapped = fixup.swapped(sec.big)
         self.ifaces = []            # each section has its own interfaces
         self.pos = sec.length
 
@@ -255,7 +260,7 @@ class _PcapngRecords:
 
     def chunks(self) -> Iterator[_Chunk]:
         while self.pos < self.end:
-            fmt = pcapng.BlockChain(self.buf, self.big, self.end, self.max_block)
+            fmt = pcapng.BlockChain(self.buf, self.big, self.end, self.max_block, self.pos)
             self.prefetch(self.pos, self.pos + SEGMENT_BYTES)
             w = chain.walk(fmt, self.pos, self.pos + SEGMENT_BYTES, vector=self.vector)
             yield from self._blocks(fmt, w.offsets, w.rows)
@@ -341,22 +346,25 @@ class _PcapngRecords:
 
     def _emit(self, data, cap, wire, hi, lo, iface, lts, spb) -> Iterator[_Chunk]:
         t = (hi.astype(np.uint64) << np.uint64(32)) | lo.astype(np.uint64)
-        ts = np.zeros(len(t), np.int64)
-        for i in np.unique(iface):
-            m = iface == i
-            ts[m] = pcapng.timestamps(t[m], self.ifaces[int(i)])
+        if len(iface) and (iface == iface[0]).all():
+            ts = pcapng.timestamps(t, self.ifaces[int(iface[0])])
+        else:
+            ts = np.zeros(len(t), np.int64)
+            for i in np.unique(iface):
+                m = iface == i
+                ts[m] = pcapng.timestamps(t[m], self.ifaces[int(i)])
         # SPBs have no time stamp: libpcap reports 0 seconds, whatever the interface
         ts[spb] = 0
         lt = lts[iface]
         cuts = np.flatnonzero(lt[1:] != lt[:-1]) + 1
         bounds = [0] + cuts.tolist() + [len(lt)]
         for a, b in zip(bounds[:-1], bounds[1:]):
-            ids = np.unique(iface[a:b])
+            ids = [int(iface[a])] if (iface[a:b] == iface[a]).all() else np.unique(iface[a:b])
             ifs = [self.ifaces[int(i)] for i in ids]
             self.records += b - a
             yield _Chunk(int(lt[a]), max(f.snapshot for f in ifs), any(f.nanos for f in ifs),
-                         self.swapped, data[a:b], cap[a:b].astype(np.uint32), wire[a:b].astype(np.uint32),
-                         ts[a:b])
+                         self.swapped, data[a:b], cap[a:b].astype(np.uint32),
+                         wire[a:b].astype(np.uint32), ts[a:b])
 
 
 # --- the reader ------------------------------------------------------------------------
@@ -368,7 +376,8 @@ class CaptureReader:
     Attributes: ``format`` ('pcap' | 'pcapng', None when unrecognised), ``linktype``,
     ``snaplen`` (libpcap's snapshot length: 0 or oversized in the file means the
     maximum), ``file_snaplen`` (as stored), ``ts_nanos`` — all of the first interface —
-    ``records`` (packets read so far) and ``problems`` (CaptureErrors met so far).
+    ``records`` (packets handed out so far) and ``problems`` (CaptureErrors met so far;
+    a problem's ``records`` is the number of complete records before it).
     """
 
     def __init__(self, source, *, batch_packets: int = 65536, batch_bytes: int = 64 << 20,
@@ -390,6 +399,7 @@ class CaptureReader:
         self._iter = None
         self._done = False
         self._problem: Optional[_Problem] = None
+        self._delivered = 0
         buf = self._src.buf
         try:
             if len(buf) < 4:
@@ -413,10 +423,13 @@ class CaptureReader:
 
     @property
     def records(self) -> int:
-        return self._recs.records if self._recs is not None else 0
+        """Packets handed out so far (in batches)."""
+        return self._delivered
 
     def _report(self, p: _Problem) -> None:
-        err = CaptureError(p.message, path=self.path, offset=p.offset, records=self.records)
+        # every complete record of the file before the problem (read or not)
+        done = self._recs.records if self._recs is not None else 0
+        err = CaptureError(p.message, path=self.path, offset=p.offset, records=done)
         self.problems.append(err)
         if self.strict:
             raise err
@@ -478,6 +491,7 @@ class CaptureReader:
             self._src.release(int(off[0]))
         batch = PacketBatch(self._src.buf, off, ch.caplen[a:b], ch.wirelen[a:b],
                             ch.ts_ns[a:b], ch.linktype, ch.snaplen, ch.nanos)
+        self._delivered += b - a
         dlt = linktypes.dlt_of(ch.linktype)
         if fixup.needed(dlt, ch.swapped):
             batch = fixup.apply(batch, dlt, ch.swapped)
@@ -522,7 +536,7 @@ def _slice(c: _Chunk, a: int, b: int) -> _Chunk:
 def _label(source) -> str:
     if isinstance(source, (bytes, bytearray, memoryview, np.ndarray)):
         return "<memory>"
-    if source == "-":
+    if isinstance(source, str) and source == "-":
         return "<stdin>"
     return os.fspath(source)
 

@@ -20,7 +20,7 @@ from .batch import DEFAULT_SNAPLEN, PacketBatch
 
 FORMATS = ("pcap", "pcapng")
 _NS = 1_000_000_000
-_PACKETS_PER_WRITE = 8192
+_WRITE_BYTES = 4 << 20       # bytes assembled per write call
 
 
 class CaptureWriter:
@@ -151,28 +151,53 @@ class CaptureWriter:
         return h.view(np.uint8).reshape(len(batch), 28)
 
     def _write_records(self, batch: PacketBatch, headers: np.ndarray, pad: bool) -> None:
-        """header + data (+ padding and trailer for EPBs) for every packet, in blocks of
-        packets per write call."""
+        """Header + data (+ padding and trailer for EPBs) of every packet.  Records that
+        sit in batch.buf exactly as they are to be written (a classic pcap read from a
+        file of the same byte order and precision) are copied as whole runs, headers
+        included, when the runs are long; otherwise the records are assembled a few MB
+        at a time: headers and trailers placed by numpy, data copied packet by packet."""
+        offs = batch.offset.astype(np.int64)
+        caps = batch.caplen.astype(np.int64)
+        if not pad:
+            starts, ends = _runs(batch.buf, offs, caps, headers)
+            if len(starts) and (ends - starts).sum() >= 8 * len(starts) and \
+                    (ends - starts).sum() == len(offs):
+                self._write_runs(batch, offs, caps, headers.shape[1], starts, ends)
+                return
+        self._write_assembled(batch, offs, caps, headers, pad)
+
+    def _write_runs(self, batch, offs, caps, hl, starts, ends) -> None:
         buf = memoryview(batch.buf)
-        offs = batch.offset.tolist()
-        caps = batch.caplen.tolist()
-        hmv = memoryview(headers.reshape(-1))
+        for a, b in zip(starts.tolist(), ends.tolist()):
+            lo = int(offs[a]) - hl
+            hi = int(offs[b - 1] + caps[b - 1])
+            for c in range(lo, hi, 64 << 20):
+                self._out(buf[c:min(hi, c + (64 << 20))])
+
+    def _write_assembled(self, batch, offs, caps, headers, pad) -> None:
         hl = headers.shape[1]
-        zeros = b"\0\0\0"
-        parts: list = []
-        for i, (o, c) in enumerate(zip(offs, caps)):
-            parts.append(hmv[i * hl:(i + 1) * hl])
-            parts.append(buf[o:o + c])
+        body = (caps + 3) // 4 * 4 if pad else caps
+        reclen = hl + body + (4 if pad else 0)
+        cum = np.cumsum(reclen)
+        src = memoryview(batch.buf)
+        hv = np.ascontiguousarray(headers).view(f"V{hl}").reshape(-1)
+        n = len(offs)
+        i = 0
+        while i < n:
+            base = int(cum[i - 1]) if i else 0
+            j = max(i + 1, int(np.searchsorted(cum, base + _WRITE_BYTES, side="right")))
+            total = int(cum[j - 1]) - base
+            out = np.zeros(total, np.uint8)
+            dst = cum[i:j] - reclen[i:j] - base          # record starts in `out`
+            np.ndarray((total - hl + 1,), f"V{hl}", out, 0, (1,))[dst] = hv[i:j]
             if pad:
-                p = -c % 4
-                if p:
-                    parts.append(zeros[:p])
-                parts.append((32 + c + p).to_bytes(4, "little"))
-            if len(parts) >= _PACKETS_PER_WRITE:
-                self._out(b"".join(parts))
-                parts = []
-        if parts:
-            self._out(b"".join(parts))
+                trailer = (dst + hl + body[i:j])
+                np.ndarray((total - 3,), "<u4", out, 0, (1,))[trailer] = reclen[i:j]
+            om = memoryview(out)
+            for d, o, c in zip((dst + hl).tolist(), offs[i:j].tolist(), caps[i:j].tolist()):
+                om[d:d + c] = src[o:o + c]
+            self._out(om)
+            i = j
 
     # --- closing --------------------------------------------------------------------
     def close(self) -> None:
@@ -219,3 +244,23 @@ def write_capture(path, batches: Union[PacketBatch, Iterable[PacketBatch]], *,
         w.close()
     return w.packets
 
+
+
+def _runs(buf: np.ndarray, offs: np.ndarray, caps: np.ndarray, headers: np.ndarray):
+    """[start, end) packet ranges whose records lie in `buf` back to back, each preceded
+    by exactly the header we would write (so the bytes can be copied as they are)."""
+    n = len(offs)
+    hl = headers.shape[1]
+    if n == 0 or len(buf) < hl:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    inside = offs >= hl
+    win = np.ndarray((len(buf) - hl + 1,), dtype=f"V{hl}", buffer=buf, offset=0,
+                     strides=(1,))
+    have = win[np.where(inside, offs - hl, 0)]
+    same = inside & (have == np.ascontiguousarray(headers).view(f"V{hl}").reshape(n))
+    # packet i continues the run of i-1 when both are in place and i follows directly
+    follows = np.zeros(n, bool)
+    follows[1:] = same[1:] & same[:-1] & (offs[1:] == offs[:-1] + caps[:-1] + hl)
+    starts = np.flatnonzero(same & ~follows)
+    last = np.flatnonzero(same & ~np.append(follows[1:], False))
+    return starts, last + 1

@@ -18,15 +18,15 @@ import ipaddress
 import re
 import socket
 
-from ...errors import CompileError, UnsupportedError
+from ...errors import CompileError
 from ..isa import (BPF_ABS, BPF_ADD, BPF_ALU, BPF_AND, BPF_B, BPF_DIV, BPF_H, BPF_IMM,
                    BPF_IND, BPF_JA, BPF_JEQ, BPF_JGE, BPF_JGT, BPF_JMP, BPF_JSET, BPF_K,
                    BPF_LD, BPF_LDX, BPF_LEN, BPF_LSH, BPF_MEM, BPF_MEMWORDS, BPF_MISC,
-                   BPF_MOD, BPF_MUL, BPF_MSH, BPF_NEG, BPF_OR, BPF_RET, BPF_RSH, BPF_ST, BPF_SUB,
+                   BPF_MOD, BPF_MUL, BPF_MSH, BPF_NEG, BPF_OR, BPF_RET, BPF_RSH, BPF_ST, BPF_STX, BPF_SUB,
                    BPF_TAX, BPF_TXA, BPF_W, BPF_X, SKF_AD_IFINDEX, SKF_AD_OFF, SKF_AD_PKTTYPE)
-from ..program import Insn, Program
+from ..program import Insn
 from . import ast as A
-from .linktypes import PPP, LinkLayout
+from .linktypes import LAYOUTS, PPP, LinkLayout
 
 U32 = 0xFFFFFFFF
 ETHERMTU = 1500
@@ -39,6 +39,7 @@ ETHERTYPE_ATALK, ETHERTYPE_AARP, ETHERTYPE_IPX = 0x809B, 0x80F3, 0x8137
 ETHERTYPE_IPV6, ETHERTYPE_MPLS, ETHERTYPE_LOOPBACK = 0x86DD, 0x8847, 0x9000
 ETHERTYPE_8021Q, ETHERTYPE_8021AD, ETHERTYPE_8021QINQ = 0x8100, 0x88A8, 0x9100
 ETHERTYPE_PPPOED, ETHERTYPE_PPPOES = 0x8863, 0x8864
+ETHERTYPE_TEB, GENEVE_PORT = 0x6558, 6081
 # llc.h
 LLCSAP_IP, LLCSAP_8021D, LLCSAP_SNAP, LLCSAP_IPX = 0x06, 0x42, 0xAA, 0xE0
 LLCSAP_NETBEUI, LLCSAP_ISONS = 0xF0, 0xFE
@@ -120,6 +121,22 @@ class Block:
         self.offset = 0
         self.longjt = 0
         self.longjf = 0
+
+
+class AbsOff:
+    """gencode.c bpf_abs_offset: an offset from the start of the packet, possibly with a
+    variable part held in scratch register `reg` (-1: not allocated yet).  Only
+    `geneve` makes offsets variable on bpfkit's link types.  constant_part None is
+    OFFSET_NOT_SET (no link-layer type field)."""
+    __slots__ = ("is_variable", "constant_part", "reg")
+
+    def __init__(self, is_variable: bool, constant_part: int | None, reg: int = -1):
+        self.is_variable = is_variable
+        self.constant_part = constant_part
+        self.reg = reg
+
+    def copy(self) -> "AbsOff":
+        return AbsOff(self.is_variable, self.constant_part, self.reg)
 
 
 class Arth:
@@ -416,10 +433,10 @@ class CodeGen:
         self.swapped = swapped
         self.expr = expr
         self.pos: int | None = None
-        self.off_linkhdr = 0
-        self.off_prevlinkhdr = 0
-        self.off_linktype = layout.off_linktype       # None = OFFSET_NOT_SET
-        self.off_linkpl = layout.off_linkpl
+        self.off_linkhdr = AbsOff(False, 0)
+        self.off_prevlinkhdr = AbsOff(False, 0)
+        self.off_linktype = AbsOff(False, layout.off_linktype)     # None = OFFSET_NOT_SET
+        self.off_linkpl = AbsOff(False, layout.off_linkpl)
         self.off_nl = layout.off_nl
         self.off_nl_nosnap = layout.off_nl_nosnap
         self.label_stack_depth = 0
@@ -428,19 +445,10 @@ class CodeGen:
         self.curreg = 0
         self.is_geneve = False
         self.no_optimize = False      # set by constructs with jumps inside a block
-        # The first construct libpcap accepts but bpfkit cannot compile yet.  Parsing goes
-        # on (with a placeholder block) so that a later error libpcap would report is
-        # still reported; finish() then raises UnsupportedError naming it.
-        self.unsupported_feature: tuple[str, int | None] | None = None
 
     # -- errors --
     def error(self, msg: str):
         raise CompileError(msg, position=self.pos, expr=self.expr)
-
-    def defer_unsupported(self, feature: str) -> Block:
-        if self.unsupported_feature is None:
-            self.unsupported_feature = (feature, self.pos)
-        return self.gen_true()
 
     # -- registers (gencode.c alloc_reg/free_reg: a round-robin cursor) --
     def alloc_reg(self) -> int:
@@ -456,31 +464,60 @@ class CodeGen:
         self.regused[n] = False
 
     # -- loads and comparisons --
+    def gen_abs_offset_varpart(self, off: AbsOff) -> list | None:
+        """Code putting the variable part of `off` in X (allocating its register on
+        first use), or None for a constant offset."""
+        if not off.is_variable:
+            return None
+        if off.reg == -1:
+            off.reg = self.alloc_reg()
+        return [Stmt(BPF_LDX | BPF_MEM, off.reg)]
+
+    def gen_load_absoffsetrel(self, off: AbsOff, offset: int, size: int) -> list:
+        base = off.constant_part if off.constant_part is not None else U32
+        s = self.gen_abs_offset_varpart(off)
+        if s is not None:
+            s.append(Stmt(BPF_LD | BPF_IND | size, base + offset))
+            return s
+        return [Stmt(BPF_LD | BPF_ABS | size, base + offset)]
+
+    def gen_loadx_iphdrlen(self) -> list:
+        """X = IPv4 header length (+ the variable part of the payload offset)."""
+        pl = self.off_linkpl
+        s = self.gen_abs_offset_varpart(pl)
+        if s is not None:
+            s += [Stmt(BPF_LD | BPF_IND | BPF_B, pl.constant_part + self.off_nl),
+                  Stmt(BPF_ALU | BPF_AND | BPF_K, 0xF), Stmt(BPF_ALU | BPF_LSH | BPF_K, 2),
+                  Stmt(BPF_ALU | BPF_ADD | BPF_X), Stmt(BPF_MISC | BPF_TAX)]
+            return s
+        return [Stmt(BPF_LDX | BPF_MSH | BPF_B, pl.constant_part + self.off_nl)]
+
     def gen_load_a(self, offrel: int, offset: int, size: int) -> list:
+        rel = self.gen_load_absoffsetrel
         if offrel == OR_PACKET:
             return [Stmt(BPF_LD | BPF_ABS | size, offset)]
         if offrel == OR_LINKHDR:
-            base = self.off_linkhdr
-        elif offrel == OR_PREVLINKHDR:
-            base = self.off_prevlinkhdr
-        elif offrel == OR_LLC:
-            base = self.off_linkpl
-        elif offrel == OR_PREVMPLSHDR:
-            base = self.off_linkpl + self.off_nl - 4
-        elif offrel == OR_LINKPL:
-            base = self.off_linkpl + self.off_nl
-        elif offrel == OR_LINKPL_NOSNAP:
-            base = self.off_linkpl + self.off_nl_nosnap
-        elif offrel == OR_LINKTYPE:
-            base = self.off_linktype if self.off_linktype is not None else U32
-        elif offrel == OR_TRAN_IPV4:
-            return [Stmt(BPF_LDX | BPF_MSH | BPF_B, self.off_linkpl + self.off_nl),
-                    Stmt(BPF_LD | BPF_IND | size, self.off_linkpl + self.off_nl + offset)]
-        elif offrel == OR_TRAN_IPV6:
-            base = self.off_linkpl + self.off_nl + 40
-        else:
-            raise AssertionError(offrel)
-        return [Stmt(BPF_LD | BPF_ABS | size, base + offset)]
+            return rel(self.off_linkhdr, offset, size)
+        if offrel == OR_PREVLINKHDR:
+            return rel(self.off_prevlinkhdr, offset, size)
+        if offrel == OR_LLC:
+            return rel(self.off_linkpl, offset, size)
+        if offrel == OR_PREVMPLSHDR:
+            return rel(self.off_linkpl, self.off_nl - 4 + offset, size)
+        if offrel == OR_LINKPL:
+            return rel(self.off_linkpl, self.off_nl + offset, size)
+        if offrel == OR_LINKPL_NOSNAP:
+            return rel(self.off_linkpl, self.off_nl_nosnap + offset, size)
+        if offrel == OR_LINKTYPE:
+            return rel(self.off_linktype, offset, size)
+        if offrel == OR_TRAN_IPV4:
+            s = self.gen_loadx_iphdrlen()
+            s.append(Stmt(BPF_LD | BPF_IND | size,
+                          self.off_linkpl.constant_part + self.off_nl + offset))
+            return s
+        if offrel == OR_TRAN_IPV6:
+            return rel(self.off_linkpl, self.off_nl + 40 + offset, size)
+        raise AssertionError(offrel)
 
     def gen_ncmp(self, offrel, offset, size, mask, jtype, reverse, v) -> Block:
         s = self.gen_load_a(offrel, offset, size)
@@ -609,7 +646,7 @@ class CodeGen:
             return b1
         if ll_proto <= ETHERMTU:
             b0 = self.gen_cmp(OR_LINKTYPE, 0, BPF_H, LINUX_SLL_P_802_2)
-            b1 = self.gen_cmp(OR_LINKHDR, self.off_linkpl, BPF_B, ll_proto)
+            b1 = self.gen_cmp(OR_LINKHDR, self.off_linkpl.constant_part, BPF_B, ll_proto)
             gen_and(b0, b1)
             return b1
         return self.gen_cmp(OR_LINKTYPE, 0, BPF_H, ll_proto)
@@ -1083,7 +1120,11 @@ class CodeGen:
                     eaddr = _ether_hostton(name)
                     if eaddr is None:
                         self.error(f"unknown ether host '{name}'")
-                    return self.gen_ehostop(eaddr, dir)
+                    tmp = self.gen_prevlinkhdr_check()
+                    b = self.gen_ehostop(eaddr, dir)
+                    if tmp is not None:
+                        gen_and(tmp, b)
+                    return b
                 self.error("only ethernet/FDDI/token ring/802.11/ATM LANE/Fibre Channel "
                            "supports link-level host name")
             if proto == "decnet":
@@ -1140,7 +1181,7 @@ class CodeGen:
             self.error(f"unknown host '{name}'")
         proto = q.proto
         tproto = tproto6 = proto
-        if self.off_linktype is None and proto is None:
+        if self.off_linktype.constant_part is None and proto is None:
             tproto, tproto6 = "ip", "ip6"
         b = None
         for family, _t, _p, _c, sa in res:
@@ -1260,7 +1301,11 @@ class CodeGen:
         if q.addr in (A.HOST, None) and q.proto == "link":
             e = ether_aton(s)
             if self.linktype.name == "EN10MB":
-                return self.gen_ehostop(e, q.dir)
+                tmp = self.gen_prevlinkhdr_check()
+                b = self.gen_ehostop(e, q.dir)
+                if tmp is not None:
+                    gen_and(tmp, b)
+                return b
             self.error("ethernet addresses supported only on ethernet/FDDI/token ring/"
                        "802.11/ATM LANE/Fibre Channel")
         self.error("ethernet address used in non-ether expression")
@@ -1284,7 +1329,7 @@ class CodeGen:
             self.error("'protochain' not supported with variable length headers")
         # optimize.c assumes an acyclic graph without jumps inside blocks
         self.no_optimize = True
-        base = self.off_linkpl + self.off_nl
+        base = self.off_linkpl.constant_part + self.off_nl
         JEQ = BPF_JMP | BPF_JEQ | BPF_K
         s: list[Stmt] = [Stmt(0)]        # s[0]: libpcap's dummy entry
         if proto == "ip":
@@ -1358,11 +1403,74 @@ class CodeGen:
         gen_and(b0, b)
         return b
 
+    def _geneve_check(self, portfn, offrel, vni, has_vni) -> Block:
+        b0 = portfn(GENEVE_PORT, IPPROTO_UDP, A.DST)
+        b1 = self.gen_mcmp(offrel, 8, BPF_B, 0, 0xC0)      # Geneve version 0
+        gen_and(b0, b1)
+        b0 = b1
+        if has_vni:
+            if vni > 0xFFFFFF:
+                self.error(f"Geneve VNI {vni} greater than maximum {0xFFFFFF}")
+            b1 = self.gen_mcmp(offrel, 12, BPF_W, (vni << 8) & U32, 0xFFFFFF00)
+            gen_and(b0, b1)
+            b0 = b1
+        return b0
+
     def gen_geneve(self, vni: int, has_vni: bool) -> Block:
-        if has_vni and vni > 0xFFFFFF:
-            self.error(f"Geneve VNI {vni} greater than maximum {0xFFFFFF}")
+        """gencode.c gen_geneve: UDP port 6081 over IPv4 or IPv6, then (in the true
+        branch) code that stores the inner link-layer offsets in scratch registers; the
+        rest of the filter looks at the encapsulated frame through those (variable)
+        offsets."""
+        b0 = self._geneve_check(self.gen_port, OR_TRAN_IPV4, vni, has_vni)
+        s = self.gen_loadx_iphdrlen() + [Stmt(BPF_MISC | BPF_TXA)]
+        b4 = Block(BPF_JMP | BPF_JEQ | BPF_X, 0, s)         # always true: carries s
+        gen_and(b0, b4)
+        b0 = self._geneve_check(self.gen_port6, OR_TRAN_IPV6, vni, has_vni)
+        s = self.gen_abs_offset_varpart(self.off_linkpl)
+        if s is not None:
+            s += [Stmt(BPF_LD | BPF_IMM, 40), Stmt(BPF_ALU | BPF_ADD | BPF_X)]
+        else:
+            s = [Stmt(BPF_LD | BPF_IMM, 40)]
+        s.append(Stmt(BPF_MISC | BPF_TAX))
+        b6 = Block(BPF_JMP | BPF_JEQ | BPF_X, 0, s)
+        gen_and(b0, b6)
+        gen_or(b4, b6)
+        s = self._geneve_offsets()
+        b1 = self.gen_true()
+        b1.stmts = s + b1.stmts
+        gen_and(b6, b1)
         self.is_geneve = True
-        return self.defer_unsupported("geneve")
+        self.no_optimize = True       # block-local jump in the offset code
+        return b1
+
+    def _geneve_offsets(self) -> list:
+        """gencode.c gen_geneve_offsets (A holds the IP header length on entry)."""
+        s = [Stmt(BPF_ALU | BPF_ADD | BPF_K, self.off_linkpl.constant_part + self.off_nl + 8),
+             Stmt(BPF_MISC | BPF_TAX), Stmt(BPF_ALU | BPF_ADD | BPF_K, 2)]
+        self.off_linktype.reg = self.alloc_reg()
+        self.off_linktype.is_variable = True
+        self.off_linktype.constant_part = 0
+        s += [Stmt(BPF_ST, self.off_linktype.reg), Stmt(BPF_LD | BPF_IND | BPF_B, 0),
+              Stmt(BPF_ALU | BPF_AND | BPF_K, 0x3F), Stmt(BPF_ALU | BPF_MUL | BPF_K, 4),
+              Stmt(BPF_ALU | BPF_ADD | BPF_K, 8), Stmt(BPF_ALU | BPF_ADD | BPF_X)]
+        self.push_linkhdr(LAYOUTS["EN10MB"], True, 0, self.alloc_reg())
+        s += [Stmt(BPF_ST, self.off_linkhdr.reg), Stmt(BPF_LD | BPF_IND | BPF_H, 2),
+              Stmt(BPF_LDX | BPF_MEM, self.off_linkhdr.reg)]
+        s_proto = Stmt(BPF_JMP | BPF_JEQ | BPF_K, ETHERTYPE_TEB)
+        s.append(s_proto)
+        s1 = Stmt(BPF_MISC | BPF_TXA)
+        s.append(s1)
+        s_proto.jt = s1
+        s += [Stmt(BPF_ALU | BPF_ADD | BPF_K, 12), Stmt(BPF_ST, self.off_linktype.reg),
+              Stmt(BPF_ALU | BPF_ADD | BPF_K, 2), Stmt(BPF_MISC | BPF_TAX)]
+        self.off_linkpl.reg = self.alloc_reg()
+        self.off_linkpl.is_variable = True
+        self.off_linkpl.constant_part = 0
+        s1 = Stmt(BPF_STX, self.off_linkpl.reg)
+        s.append(s1)
+        s_proto.jf = s1
+        self.off_nl = 0
+        return s
 
     # -- relations and arithmetic --
     def gen_load(self, proto: str, inst: Arth, size: int) -> Arth:
@@ -1374,22 +1482,22 @@ class CodeGen:
         if proto == "radio":
             self.error("radio information not present in capture")
         if proto == "link":
-            s = [Stmt(BPF_LDX | BPF_MEM, inst.regno),
-                 Stmt(BPF_LD | BPF_IND | code, self.off_linkhdr)]
+            s = self._x_is_index(self.off_linkhdr, inst)
+            s.append(Stmt(BPF_LD | BPF_IND | code, self.off_linkhdr.constant_part))
             inst.s.extend(s)
         elif proto in _NETWORK:
-            s = [Stmt(BPF_LDX | BPF_MEM, inst.regno),
-                 Stmt(BPF_LD | BPF_IND | code, self.off_linkpl + self.off_nl)]
+            s = self._x_is_index(self.off_linkpl, inst)
+            s.append(Stmt(BPF_LD | BPF_IND | code, self.off_linkpl.constant_part + self.off_nl))
             inst.s.extend(s)
             b = self.gen_proto_abbrev(proto)
             if inst.b is not None:
                 gen_and(inst.b, b)
             inst.b = b
         elif proto in _TRANSPORT:
-            s = [Stmt(BPF_LDX | BPF_MSH | BPF_B, self.off_linkpl + self.off_nl),
-                 Stmt(BPF_LD | BPF_MEM, inst.regno), Stmt(BPF_ALU | BPF_ADD | BPF_X),
-                 Stmt(BPF_MISC | BPF_TAX),
-                 Stmt(BPF_LD | BPF_IND | code, self.off_linkpl + self.off_nl)]
+            s = self.gen_loadx_iphdrlen()
+            s += [Stmt(BPF_LD | BPF_MEM, inst.regno), Stmt(BPF_ALU | BPF_ADD | BPF_X),
+                  Stmt(BPF_MISC | BPF_TAX),
+                  Stmt(BPF_LD | BPF_IND | code, self.off_linkpl.constant_part + self.off_nl)]
             inst.s.extend(s)
             b0 = self.gen_proto_abbrev(proto)
             b = self.gen_ipfrag()
@@ -1407,13 +1515,23 @@ class CodeGen:
             if inst.b is not None:
                 gen_and(inst.b, b)
             inst.b = b
-            inst.s.extend([Stmt(BPF_LDX | BPF_MEM, inst.regno),
-                           Stmt(BPF_LD | BPF_IND | code, self.off_linkpl + self.off_nl + 40)])
+            s = self._x_is_index(self.off_linkpl, inst)
+            s.append(Stmt(BPF_LD | BPF_IND | code,
+                          self.off_linkpl.constant_part + self.off_nl + 40))
+            inst.s.extend(s)
         else:
             self.error("unsupported index operation")
         inst.regno = regno
         inst.s.append(Stmt(BPF_ST, regno))
         return inst
+
+    def _x_is_index(self, off: AbsOff, inst: Arth) -> list:
+        """X = index register value (+ variable part of `off`): gen_load_internal."""
+        s = self.gen_abs_offset_varpart(off)
+        if s is not None:
+            return s + [Stmt(BPF_LD | BPF_MEM, inst.regno), Stmt(BPF_ALU | BPF_ADD | BPF_X),
+                        Stmt(BPF_MISC | BPF_TAX)]
+        return [Stmt(BPF_LDX | BPF_MEM, inst.regno)]
 
     def gen_relation(self, code: int, a0: Arth, a1: Arth, reversed_: bool) -> Block:
         s0 = [Stmt(BPF_LDX | BPF_MEM, a1.regno)]
@@ -1502,7 +1620,11 @@ class CodeGen:
     def gen_broadcast(self, proto) -> Block:
         if proto in (None, "link"):
             if self.linktype.name == "EN10MB":
-                return self.gen_ehostop(b"\xff" * 6, A.DST)
+                b1 = self.gen_prevlinkhdr_check()
+                b0 = self.gen_ehostop(b"\xff" * 6, A.DST)
+                if b1 is not None:
+                    gen_and(b1, b0)
+                return b0
             self.error("not a broadcast link")
         if proto == "ip":
             if self.netmask == U32:
@@ -1519,7 +1641,11 @@ class CodeGen:
     def gen_multicast(self, proto) -> Block:
         if proto in (None, "link"):
             if self.linktype.name == "EN10MB":
-                return Block(_jmp(BPF_JSET), 1, self.gen_load_a(OR_LINKHDR, 0, BPF_B))
+                b1 = self.gen_prevlinkhdr_check()
+                b0 = Block(_jmp(BPF_JSET), 1, self.gen_load_a(OR_LINKHDR, 0, BPF_B))
+                if b1 is not None:
+                    gen_and(b1, b0)
+                return b0
         elif proto == "ip":
             b0 = self.gen_linktype(ETHERTYPE_IP)
             b1 = self.gen_cmp_ge(OR_LINKPL, 16, BPF_B, 224)
@@ -1577,9 +1703,9 @@ class CodeGen:
             b1 = self.gen_mcmp(OR_LINKPL, 0, BPF_H, vlan_num, 0x0FFF)
             gen_and(b0, b1)
             b0 = b1
-        self.off_linkpl += 4
-        if self.off_linktype is not None:
-            self.off_linktype += 4
+        self.off_linkpl.constant_part += 4
+        if self.off_linktype.constant_part is not None:
+            self.off_linktype.constant_part += 4
         self.vlan_stack_depth += 1
         return b0
 
@@ -1616,13 +1742,30 @@ class CodeGen:
             b0 = b1
         # PUSH_LINKHDR(DLT_PPP, ..., off_linkpl + off_nl + 6): the rest of the expression
         # looks at the PPP protocol field after the 6-byte PPPoE header.
-        self.off_prevlinkhdr = self.off_linkhdr
-        self.linktype = PPP
-        self.off_linkhdr = self.off_linkpl + self.off_nl + 6
-        self.off_linktype = self.off_linkhdr
-        self.off_linkpl = self.off_linkhdr + 2
+        pl = self.off_linkpl
+        self.push_linkhdr(PPP, pl.is_variable, pl.constant_part + self.off_nl + 6, pl.reg)
+        self.off_linktype = self.off_linkhdr.copy()
+        self.off_linkpl.constant_part = self.off_linkhdr.constant_part + 2
         self.off_nl = 0
         self.off_nl_nosnap = 0
+        return b0
+
+    def push_linkhdr(self, layout: LinkLayout, is_variable, constant_part, reg) -> None:
+        """gencode.c PUSH_LINKHDR: a new link-layer header for the rest of the filter."""
+        self.off_prevlinkhdr = self.off_linkhdr.copy()
+        self.linktype = layout
+        self.off_linkhdr = AbsOff(is_variable, constant_part, reg)
+        self.is_geneve = False
+
+    def gen_prevlinkhdr_check(self) -> Block | None:
+        """Tests needed before looking at an encapsulated link-layer header: after
+        `geneve`, that the payload has an Ethernet header (gen_geneve_ll_check)."""
+        if not self.is_geneve:
+            return None
+        b0 = Block(BPF_JMP | BPF_JEQ | BPF_X, 0,
+                   [Stmt(BPF_LD | BPF_MEM, self.off_linkhdr.reg),
+                    Stmt(BPF_LDX | BPF_MEM, self.off_linkpl.reg)])
+        gen_not(b0)
         return b0
 
     def gen_llc(self, kind: str | None = None, subtype: int = 0) -> Block:
@@ -1652,10 +1795,6 @@ class CodeGen:
 
     # -- the end: finish_parse + pcap_compile + icode_to_fcode --
     def finish(self, root: Block | None, optimize: bool = False) -> list[Insn]:
-        if self.unsupported_feature is not None:
-            feature, pos = self.unsupported_feature
-            raise UnsupportedError(feature, "libpcap accepts it; bpfkit's compiler does not "
-                                            f"implement it yet (at column {(pos or 0) + 1})")
         if root is None:
             top = Block(BPF_RET | BPF_K, self.snaplen)
         else:

@@ -14,7 +14,7 @@ Grammar facts reproduced here (grammar.y):
 """
 from __future__ import annotations
 
-from ...errors import CompileError, UnsupportedError
+from ...errors import CompileError
 from ..isa import (BPF_ADD, BPF_AND, BPF_DIV, BPF_JEQ, BPF_JGE, BPF_JGT, BPF_LSH, BPF_MOD,
                    BPF_MUL, BPF_OR, BPF_RSH, BPF_SUB, BPF_XOR)
 from . import ast as A
@@ -45,16 +45,27 @@ UMINUS_PREC = 6
 RELOP = {">": (BPF_JGT, False), ">=": (BPF_JGE, False), "=": (BPF_JEQ, False),
          "<=": (BPF_JGT, True), "<": (BPF_JGE, True), "!=": (BPF_JEQ, True)}
 
-# Keywords of link types bpfkit's supported DLTs never have (ATM, MTP2/3): libpcap
-# rejects them with "... supported only on ..." errors; not implemented yet.
-_ATM_MTP = {"LANE", "METAC", "BCC", "OAM", "OAMF4", "OAMF4EC", "OAMF4SC", "SC", "ILMIC",
-            "CONNECTMSG", "METACONNECT", "VPI", "VCI", "FISU", "LSSU", "MSU", "HFISU",
-            "HLSSU", "HMSU", "SIO", "OPC", "DPC", "SLS", "HSIO", "HOPC", "HDPC", "HSLS"}
-
+# ATM and SS7 keywords (grammar.y atmtype/atmmultitype, mtp3field) -> the name libpcap's
+# error message uses (sic: 'oam4ec', and the HSL fields reported without the 'h').
+_ATM_TYPES = {"LANE": "lane", "METAC": "metac", "BCC": "bcc", "OAM": "oam", "OAMF4": "oamf4",
+              "OAMF4EC": "oam4ec", "OAMF4SC": "oam4sc", "SC": "sc", "ILMIC": "ilmic",
+              "CONNECTMSG": "connectmsg", "METACONNECT": "metaconnect"}
+_MTP3_FIELDS = {"SIO": "sio", "OPC": "opc", "DPC": "dpc", "SLS": "sls", "HSIO": "sio",
+                "HOPC": "opc", "HDPC": "dpc", "HSLS": "sls"}
 
 # grammar.y name tables for the operands of 802.11 and pf primitives (ieee80211.h,
 # pfvar.h); only used to decide that libpcap gets as far as its link-type check.
-_WLAN_TYPES = {"mgt", "management", "ctl", "control", "data"}
+_WLAN_TYPES = {"mgt": 0x00, "management": 0x00, "ctl": 0x04, "control": 0x04, "data": 0x08}
+_WLAN_SUBTYPES = {
+    0x00: {"assocreq", "assoc-req", "assocresp", "assoc-resp", "reassocreq", "reassoc-req",
+           "reassocresp", "reassoc-resp", "probereq", "probe-req", "proberesp",
+           "probe-resp", "beacon", "atim", "disassoc", "disassociation", "auth",
+           "authentication", "deauth", "deauthentication"},
+    0x04: {"ps-poll", "rts", "cts", "ack", "cf-end", "cf-end-ack"},
+    0x08: {"data", "data-cf-ack", "data-cf-poll", "data-cf-ack-poll", "null", "cf-ack",
+           "cf-poll", "cf-ack-poll", "qos-data", "qos-data-cf-ack", "qos-data-cf-poll",
+           "qos-data-cf-ack-poll", "qos", "qos-cf-poll", "qos-cf-ack-poll"},
+}
 _WLAN_DIRS = {"nods", "tods", "fromds", "dstods"}
 _PF_REASONS = {"match", "bad-offset", "fragment", "short", "normalize", "memory",
                "bad-timestamp", "congestion", "ip-option", "proto-cksum", "state-mismatch",
@@ -444,18 +455,49 @@ class Parser:
             return self.gen.gen_broadcast(proto)
         if t.kind == "TK_MULTICAST":
             return self.gen.gen_multicast(proto)
-        # p80211 (grammar.y): `type T`, `dir D`.  None of bpfkit's link types is 802.11,
-        # so gen_p80211_type/gen_p80211_fcdir reject them once the operand is parsed.
-        arg = self.cur
-        if t.kind == "TYPE" and self.peek(1).kind != "SUBTYPE" and (
-                arg.kind == "NUM" or (arg.kind == "ID" and arg.value in _WLAN_TYPES)):
-            self.advance()
-            self.gen.error("802.11 link-layer types supported only on 802.11")
-        if t.kind == "DIR" and (arg.kind == "NUM" or (arg.kind == "ID"
-                                                      and arg.value in _WLAN_DIRS)):
-            self.advance()
-            self.gen.error("frame direction supported only with 802.11 headers")
-        raise UnsupportedError(f"802.11 qualifier '{t.text}'", f"at column {t.pos + 1}")
+        # p80211 (grammar.y): `type T [subtype S]`, `subtype S`, `dir D`.  None of
+        # bpfkit's link types is 802.11, so once the operands are checked the way the
+        # grammar checks them, gen_p80211_type/gen_p80211_fcdir reject the primitive.
+        g = self.gen
+        if t.kind == "TYPE":
+            arg = self.advance()
+            if arg.kind == "NUM":
+                if arg.value & ~0x0C:
+                    g.error(f"invalid 802.11 type value 0x{arg.value:02x}")
+                tval = arg.value
+            elif arg.kind == "ID":
+                if arg.value not in _WLAN_TYPES:
+                    g.error(f'unknown 802.11 type name "{arg.value}"')
+                tval = _WLAN_TYPES[arg.value]
+            else:
+                self.syntax_error(arg)
+            if self.cur.kind == "SUBTYPE":
+                self.advance()
+                sub = self.advance()
+                if sub.kind == "NUM":
+                    if sub.value & ~0xF0:
+                        g.error(f"invalid 802.11 subtype value 0x{sub.value:02x}")
+                elif sub.kind == "ID":
+                    if tval not in _WLAN_SUBTYPES:
+                        g.error("unknown 802.11 type")
+                    if sub.value not in _WLAN_SUBTYPES[tval]:
+                        g.error(f'unknown 802.11 subtype name "{sub.value}"')
+                else:
+                    self.syntax_error(sub)
+            g.error("802.11 link-layer types supported only on 802.11")
+        if t.kind == "SUBTYPE":
+            sub = self.advance()
+            if sub.kind != "ID":
+                self.syntax_error(sub)
+            if not any(sub.value in names for names in _WLAN_SUBTYPES.values()):
+                g.error("unknown 802.11 type name")
+            g.error("802.11 link-layer types supported only on 802.11")
+        arg = self.advance()                                   # DIR
+        if arg.kind == "ID" and arg.value not in _WLAN_DIRS:
+            g.error("unknown 802.11 direction")
+        if arg.kind not in ("NUM", "ID"):
+            self.syntax_error(arg)
+        g.error("frame direction supported only with 802.11 headers")
 
     def _opt_pnum(self):
         if self.cur.kind == "NUM" or (self.cur.kind == "(" and self._paren_is_pnum(0)):
@@ -512,7 +554,7 @@ class Parser:
                     return g.gen_llc("s_sub", LLC_S_SUBTYPES[name])
                 if name in LLC_U_SUBTYPES:
                     return g.gen_llc("u_sub", LLC_U_SUBTYPES[name])
-                g.error(f"unknown LLC type name '{name}'")
+                g.error(f'unknown LLC type name "{name}"')
             if self.cur.kind == "PF_RNR":
                 self.advance()
                 return g.gen_llc("s_sub", LLC_S_SUBTYPES["rnr"])
@@ -525,19 +567,42 @@ class Parser:
         if k in pf:
             kind, names, word = pf[k]
             arg = self.cur
-            if arg.kind == kind or (names is not None and arg.kind == "ID"
-                                    and arg.value in names):
+            if arg.kind == "ID" and names is not None and arg.value not in names:
+                g.error(f'unknown PF {word} "{arg.value}"')
+            if arg.kind == kind or (names is not None and arg.kind == "ID"):
                 self.advance()
                 g.error(f"{word} supported only on PF linktype")
-        # MTP2 abbreviations and ATM fields (gen_mtp2type_abbrev, gen_atmfield_code).
+            self.syntax_error(arg)
+        # ATM, MTP2 and MTP3 (SS7) primitives (gen_atmtype_abbrev, gen_atmfield_code,
+        # gen_mtp2type_abbrev, gen_mtp3field_code): none of bpfkit's link types has them.
+        if k in _ATM_TYPES:
+            g.error(f"'{_ATM_TYPES[k]}' supported only on raw ATM")
         if k in ("FISU", "LSSU", "MSU"):
             g.error(f"'{k.lower()}' supported only on MTP2")
-        if k in ("VPI", "VCI") and self.cur.kind == "NUM":
-            self.advance()
-            g.error(f"'{k.lower()}' supported only on raw ATM")
-        if k in pf or k == "BATADV" or k in _ATM_MTP:
-            raise UnsupportedError(f"'{t.text}' primitive", f"at column {t.pos + 1}")
+        if k in ("HFISU", "HLSSU", "HMSU"):
+            g.error(f"'{k.lower()}' supported only on MTP2_HSL")
+        if k in ("VPI", "VCI") or k in _MTP3_FIELDS:
+            self._field_value()
+            self.at(t)
+            if k in ("VPI", "VCI"):
+                g.error(f"'{k.lower()}' supported only on raw ATM")
+            g.error(f"'{_MTP3_FIELDS[k]}' supported only on SS7")
         self.syntax_error(t)
+
+    def _field_value(self):
+        """grammar.y atmvalue/mtp3value: NUM, relop NUM, irelop NUM or '(' list ')'."""
+        c = self.cur
+        if c.kind == "NUM":
+            self.advance()
+        elif c.kind in RELOP and self.peek(1).kind == "NUM":
+            self.advance()
+            self.advance()
+        elif c.kind == "(":
+            # atmlistvalue: libpcap generates (and so rejects) at its first value
+            self.advance()
+            self._field_value()
+        else:
+            self.syntax_error(c)
 
 
 def parse(text: str, gen: CodeGen):

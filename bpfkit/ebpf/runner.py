@@ -1,0 +1,309 @@
+"""Run an eBPF `Program` over a capture on the reference interpreter: the API behind
+`bpfkit run --ebpf`.
+
+Semantics (DESIGN.md "Map semantics are sequential"): packets run one at a time in
+capture order on one simulated CPU (cpu 0), as consecutive BPF_PROG_TEST_RUN calls
+would; the maps persist from packet to packet; `bpf_ktime_get_ns` (and the boot and
+coarse variants) return the packet's capture time in ns; `bpf_get_prandom_u32` draws
+from one generator seeded once per run (Python's `random.Random(seed)`, 32 bits per
+call), so a replay gives the same answers.
+
+What a program sees per packet follows bpfkit.ebpf.progtypes, i.e. the kernel's test
+run: XDP gets the captured bytes as an Ethernet frame in a 4096-byte page
+(run_xdp); a socket filter gets the frame through eth_type_trans with skb->data after
+the 14-byte header (run_socket_filter).  Both therefore need Ethernet captures: any
+other link type is refused (ExecutionError naming it) rather than misread.  A packet
+the kernel's test run would refuse (shorter than 14 bytes: EINVAL) or that bpfkit does
+not model (XDP frames over 3520 bytes need multi-buffer XDP) is not run; it is listed
+in `skipped` with the reason, its output bytes are its input bytes and its retval is 0.
+
+Memory: the per-packet results (and the output packets) are kept, so memory grows with
+the capture; the capture itself is read in bounded batches.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Callable, Iterator, Mapping, Optional
+
+import numpy as np
+
+from ..errors import BpfError, ExecutionError, UnsupportedError
+from ..pcap import PacketBatch, open_capture
+from ..pcap import linktypes
+from .maps import BpfMap, create_map
+from .program import Program
+from .progtypes import (BPF_PROG_TYPE_SOCKET_FILTER, BPF_PROG_TYPE_XDP, PROG_TYPE_NAMES,
+                        XDP_VERDICTS, load, run_socket_filter, run_xdp, verdict_name)
+
+__all__ = ["Runner", "RunResult", "PacketFault", "SkippedPacket", "TraceLine", "PacketOutcome",
+           "run_capture", "run_batch", "iter_outcomes", "LINKTYPE_ETHERNET"]
+
+LINKTYPE_ETHERNET = 1
+Progress = Callable[[int], None]
+
+
+@dataclass(frozen=True, slots=True)
+class PacketFault:
+    """A run that stopped abnormally (interp.Fault) on packet `packet`; its retval is 0."""
+    packet: int
+    pc: int
+    kind: str
+    detail: str
+    address: int | None = None
+    region: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SkippedPacket:
+    """A packet that was not run, and why (the kernel's refusal, or a limit of bpfkit)."""
+    packet: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class TraceLine:
+    """One bpf_trace_printk message, tagged with the packet that printed it."""
+    packet: int
+    text: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class PacketOutcome:
+    """The result of one packet.  retval: r0 as u32 (0 after a fault or when skipped);
+    packet: the bytes after the run (XDP: data..data_end; socket filter: unchanged);
+    meta: XDP metadata (data_meta..data); redirect: XDP redirect target or None."""
+    index: int
+    retval: int
+    packet: bytes
+    insns: int = 0
+    meta: bytes = b""
+    fault: PacketFault | None = None
+    skipped: SkippedPacket | None = None
+    redirect: tuple | None = None
+    trace: tuple[TraceLine, ...] = ()
+
+
+class Runner:
+    """A loaded program with its maps and the run's state (generator, packet count).
+    `run_packet` runs the next packet; the maps persist between calls."""
+
+    def __init__(self, program: Program, *, maps: Mapping[str, BpfMap] | None = None,
+                 seed: int = 0, budget: int = 1_000_000, num_cpus: int = 1,
+                 ingress_ifindex: int = 1, rx_queue_index: int = 0):
+        self.program = program
+        given = dict(maps or {})
+        unknown = set(given) - set(program.map_names)
+        if unknown:
+            raise BpfError(f"maps {sorted(unknown)} are not maps of the program "
+                           f"(it has {list(program.map_names) or 'none'})")
+        # BPF_MAP_CREATE for every map the caller did not bring (pre-filled maps can be
+        # passed in); MapError carries the kernel's errno for an impossible spec
+        self.maps: dict[str, BpfMap] = {
+            spec.name: given[spec.name] if spec.name in given
+            else create_map(spec, num_cpus=num_cpus)
+            for spec in program.maps}
+        self.interp = load(program.insns, program.prog_type,
+                           maps=[self.maps[n] for n in program.map_names], budget=budget)
+        rng = random.Random(seed)
+        self._prandom = lambda: rng.getrandbits(32)
+        self._xdp_args = {"ingress_ifindex": ingress_ifindex, "rx_queue_index": rx_queue_index}
+        self.next_index = 0
+
+    def run_packet(self, data: bytes, ts_ns: int = 0) -> PacketOutcome:
+        """Run the program on one packet (its index is the number of packets run
+        before it on this Runner)."""
+        index = self.next_index
+        self.next_index += 1
+        data = bytes(data)
+        common = {"cpu": 0, "ktime_ns": int(ts_ns), "prandom": self._prandom,
+                  "packet_index": index}
+        try:
+            if self.program.prog_type == BPF_PROG_TYPE_XDP:
+                res = run_xdp(self.interp, data, **self._xdp_args, **common)
+                out, meta, redirect = res.packet, res.meta, res.redirect
+            else:
+                res = run_socket_filter(self.interp, data, **common)
+                out, meta, redirect = data, b"", None
+        except (ExecutionError, UnsupportedError) as e:
+            return PacketOutcome(index, 0, data, skipped=SkippedPacket(index, str(e)))
+        f = res.fault
+        fault = None if f is None else PacketFault(index, f.pc, f.kind, f.detail, f.address,
+                                                   f.region)
+        trace = tuple(TraceLine(index, t) for t in res.trace)
+        return PacketOutcome(index, res.retval, out, res.insns, meta, fault, None, redirect,
+                             trace)
+
+
+@dataclass(eq=False)
+class RunResult:
+    """Per-packet results in capture order (numpy arrays of length `packets`), the
+    output packets as a PacketBatch (same timestamps; wirelen keeps what the capture
+    cut off: new caplen + old wirelen - old caplen), faults, skipped packets, trace
+    lines tagged with the packet index, and the maps after the last packet."""
+    program: Program
+    packets: int
+    retval: np.ndarray                     # uint32
+    insns: np.ndarray                      # uint64, instructions executed
+    output: PacketBatch
+    maps: dict[str, BpfMap]
+    faults: list[PacketFault] = field(default_factory=list)
+    skipped: list[SkippedPacket] = field(default_factory=list)
+    trace: list[TraceLine] = field(default_factory=list)
+    meta: dict[int, bytes] = field(default_factory=dict)
+    redirects: dict[int, tuple] = field(default_factory=dict)
+    problems: list = field(default_factory=list)   # capture problems (non-strict reading)
+
+    @property
+    def is_xdp(self) -> bool:
+        return self.program.prog_type == BPF_PROG_TYPE_XDP
+
+    @property
+    def verdicts(self) -> list[str] | None:
+        """XDP only: the verdict name of every packet (XDP_PASS -> 'PASS'; values the
+        kernel passes through unnamed are shown as numbers)."""
+        if not self.is_xdp:
+            return None
+        return [verdict_name(int(r)) for r in self.retval]
+
+    def verdict_counts(self) -> dict[str, int]:
+        """XDP: packets per verdict (the five XDP actions always listed, others as
+        seen); socket filter: 'accepted' (retval != 0) and 'rejected'."""
+        if not self.is_xdp:
+            acc = int(np.count_nonzero(self.retval))
+            return {"accepted": acc, "rejected": self.packets - acc}
+        counts = {name: 0 for name in XDP_VERDICTS.values()}
+        for v in self.verdicts:
+            counts[v] = counts.get(v, 0) + 1
+        return counts
+
+    def dump_maps(self) -> dict[str, list[dict]]:
+        """map name -> [{"key": hex, "value": hex}] (per-CPU: a list of hex per CPU)."""
+        return {name: m.dump() for name, m in self.maps.items()}
+
+    def to_json(self, *, dump_maps: bool = False) -> dict:
+        """The `bpfkit run --ebpf --json` object."""
+        out: dict = {"packets": self.packets,
+                     "type": PROG_TYPE_NAMES[self.program.prog_type],
+                     "retval": self.retval.tolist()}
+        if self.is_xdp:
+            out["verdict"] = self.verdicts
+        out["counts"] = self.verdict_counts()
+        out["insns"] = self.insns.tolist()
+        out["faults"] = [{"packet": f.packet, "pc": f.pc, "kind": f.kind, "detail": f.detail}
+                         for f in self.faults]
+        out["skipped"] = [{"packet": s.packet, "reason": s.reason} for s in self.skipped]
+        out["trace"] = [{"packet": t.packet, "text": t.text.decode("utf-8", "replace")}
+                        for t in self.trace]
+        if self.redirects:
+            out["redirect"] = [{"packet": i, "target": [str(x) for x in t]}
+                               for i, t in sorted(self.redirects.items())]
+        if dump_maps:
+            out["maps"] = self.dump_maps()
+        out["warnings"] = [str(p) for p in self.problems]
+        return out
+
+
+class _Collector:
+    def __init__(self, runner: Runner):
+        self.runner = runner
+        self.retval: list[int] = []
+        self.insns: list[int] = []
+        self.out: list[bytes] = []
+        self.ts: list[int] = []
+        self.wirelen: list[int] = []
+        self.faults: list[PacketFault] = []
+        self.skipped: list[SkippedPacket] = []
+        self.trace: list[TraceLine] = []
+        self.meta: dict[int, bytes] = {}
+        self.redirects: dict[int, tuple] = {}
+        self.linktype = LINKTYPE_ETHERNET
+        self.snaplen = 262144
+        self.ts_nanos = False
+
+    def batch(self, batch: PacketBatch) -> None:
+        _check_linktype(batch.linktype, self.runner.program.prog_type)
+        self.linktype, self.snaplen = batch.linktype, batch.snaplen
+        self.ts_nanos = self.ts_nanos or batch.ts_nanos
+        for i in range(len(batch)):
+            ts = int(batch.ts_ns[i])
+            o = self.runner.run_packet(batch[i], ts)
+            self.retval.append(o.retval)
+            self.insns.append(o.insns)
+            self.out.append(o.packet)
+            self.ts.append(ts)
+            cut = int(batch.wirelen[i]) - int(batch.caplen[i])
+            self.wirelen.append(len(o.packet) + max(cut, 0))
+            if o.fault:
+                self.faults.append(o.fault)
+            if o.skipped:
+                self.skipped.append(o.skipped)
+            if o.meta:
+                self.meta[o.index] = o.meta
+            if o.redirect is not None:
+                self.redirects[o.index] = o.redirect
+            self.trace.extend(o.trace)
+
+    def result(self, problems) -> RunResult:
+        n = len(self.retval)
+        # bpf_xdp_adjust_tail may grow a packet past the capture's snaplen
+        snaplen = max([self.snaplen] + [len(p) for p in self.out])
+        output = PacketBatch.from_packets(self.out, ts_ns=self.ts, wirelen=self.wirelen,
+                                          linktype=self.linktype, snaplen=snaplen,
+                                          ts_nanos=self.ts_nanos)
+        return RunResult(self.runner.program, n, np.array(self.retval, dtype=np.uint32),
+                         np.array(self.insns, dtype=np.uint64), output, self.runner.maps,
+                         self.faults, self.skipped, self.trace, self.meta, self.redirects,
+                         list(problems))
+
+
+def _check_linktype(linktype: int, prog_type: int) -> None:
+    """Both modelled program types take Ethernet frames (the test run's eth_type_trans
+    for socket filters; XDP's data starts at the mac header of an Ethernet driver)."""
+    if linktypes.lt_linktype(linktype) != LINKTYPE_ETHERNET:
+        raise ExecutionError(
+            f"{PROG_TYPE_NAMES[prog_type]} programs run on Ethernet frames; this capture's "
+            f"link type is {linktypes.name_of(linktype)} ({linktype})")
+
+
+def run_batch(program: Program, batch: PacketBatch, *, maps: Mapping[str, BpfMap] | None = None,
+              seed: int = 0, budget: int = 1_000_000, num_cpus: int = 1) -> RunResult:
+    """Run `program` over the packets of an in-memory batch, in order."""
+    col = _Collector(Runner(program, maps=maps, seed=seed, budget=budget, num_cpus=num_cpus))
+    col.batch(batch)
+    return col.result(())
+
+
+def run_capture(program: Program, capture, *, count: Optional[int] = None,
+                maps: Mapping[str, BpfMap] | None = None, seed: int = 0,
+                budget: int = 1_000_000, num_cpus: int = 1, strict: bool = False,
+                progress: Optional[Progress] = None) -> RunResult:
+    """Run `program` over the first `count` packets (all when None) of `capture` (a
+    path, '-' for stdin, or bytes), sequentially in capture order.
+
+    maps: BpfMaps by name to use instead of fresh ones (pre-filled maps); seed: the
+    bpf_get_prandom_u32 generator's seed; budget: instructions per packet;
+    num_cpus: CPUs the per-CPU maps hold values for (the run itself is on cpu 0)."""
+    col = _Collector(Runner(program, maps=maps, seed=seed, budget=budget, num_cpus=num_cpus))
+    n = 0
+    with open_capture(capture, strict=strict) as reader:
+        for batch in reader:
+            if count is not None and n + len(batch) > count:
+                batch = batch[: count - n]
+            col.batch(batch)
+            n += len(batch)
+            if progress:
+                progress(n)
+            if count is not None and n >= count:
+                break
+        if n == 0:
+            _check_linktype(reader.linktype, program.prog_type)
+        problems = list(reader.problems)
+    return col.result(problems)
+
+
+def iter_outcomes(runner: Runner, batch: PacketBatch) -> Iterator[PacketOutcome]:
+    """Stream one PacketOutcome per packet of `batch` (nothing is kept)."""
+    _check_linktype(batch.linktype, runner.program.prog_type)
+    for i in range(len(batch)):
+        yield runner.run_packet(batch[i], int(batch.ts_ns[i]))
