@@ -36,6 +36,12 @@ _EXPORTS = {
     "SkbMeta": "bpfkit.cbpf.interp",
     "run_batch": "bpfkit.cbpf.vinterp",
     "compile_filter": "bpfkit.cbpf.compiler",
+    # eBPF
+    "EbpfProgram": ("bpfkit.ebpf.program", "Program"),
+    "EbpfInsn": ("bpfkit.ebpf.isa", "Insn"),
+    "create_map": "bpfkit.ebpf.maps",
+    "MapSpec": "bpfkit.ebpf.maps",
+    "run_capture": "bpfkit.ebpf.runner",
     # whole captures
     "run_program": "bpfkit.filtering",
     "filter_capture": "bpfkit.filtering",

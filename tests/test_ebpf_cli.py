@@ -265,6 +265,27 @@ def test_run_raw_program_and_percpu_dump(bpfkit, capsys, tmp_path):
     assert j["verdict"] == ["PASS"] * 7
 
 
+def test_run_trace_and_seed(bpfkit, capsys, tmp_path):
+    # bpf_trace_printk("%d\\n", skb->len) per packet, r0 = bpf_get_prandom_u32(): the
+    # lines carry their packet; the values are random.Random(seed).getrandbits(32)
+    import random
+    src = tmp_path / "t.s"
+    src.write_text("r6 = r1\nr1 = 0x000000000a6425 ll\n*(u64 *)(r10 - 8) = r1\n"
+                   "r3 = *(u32 *)(r6 + 0)\nr1 = r10\nr1 += -8\nr2 = 8\ncall 6\n"
+                   "call 7\nexit\n")
+    argv = ["run", "--ebpf", "--type", "socket", src, "-r", SAMPLE, "-c", 3, "--seed", 42]
+    assert bpfkit(*argv, "--trace") == 0
+    out = capsys.readouterr().out.splitlines()
+    lens = [int(n) - 14 for n in read_capture(SAMPLE).caplen[:3]]
+    assert [x for x in out if x.startswith("trace:")] == \
+        [f"trace: packet {i}: {n}" for i, n in enumerate(lens)]
+    assert bpfkit(*argv, "--json") == 0
+    j = json.loads(capsys.readouterr().out)
+    rng = random.Random(42)
+    assert j["retval"] == [rng.getrandbits(32) for _ in range(3)]
+    assert j["trace"] == [{"packet": i, "text": f"{n}\n"} for i, n in enumerate(lens)]
+
+
 @pytest.mark.parametrize("argv,stdin,msg", [
     (["asm", "--ebpf", "-"], b"r1 = m ll\nexit\n", "<stdin>: 1:6: unknown map 'm'"),
     (["asm", "--ebpf", "-"], b"r0 = \nexit\n", "<stdin>: 1:1:"),

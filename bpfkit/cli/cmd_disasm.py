@@ -34,12 +34,14 @@ eBPF (--ebpf):
   0x-prefixed 64-bit word per slot as in bpf_conformance's `-- raw` sections), or
   eBPF assembly (llvm syntax).  Detected, or forced with --format raw|hex|asm.
   ELF objects (a section of a clang -target bpf .o) are not read yet: that comes with
-  the ELF loader; extract the section first (llvm-objcopy -O binary
-  --only-section=xdp prog.o prog.bin).
+  the ELF loader.  Meanwhile `llvm-objcopy -O binary --only-section=xdp prog.o
+  prog.bin` extracts a section's bytes, but without its relocations: map
+  references then show as plain `r1 = 0 ll`.
   Output: -d (default) a listing in --syntax llvm (as llvm-objdump -d
   --no-show-raw-insn), kernel (as the verifier log, `0: (b7) r0 = 1`) or conformance;
-  --text the instructions without slot numbers; --hex; --raw (e.g. to swap the byte
-  order: --byteorder applies to input and output alike, so pipe through twice).
+  --text the instructions without slot numbers; --hex; --raw.  --byteorder applies
+  to input and output alike; to convert, go through text:
+  bpfkit disasm --ebpf --byteorder big be.bin --text | bpfkit asm --ebpf - --raw -o le.bin
   Name the maps that lddw src=BPF_PSEUDO_MAP_IDX refers to with --map NAME (in order)
   to see `r1 = NAME ll` instead of `ld_pseudo r1, 5, N`.
 

@@ -134,7 +134,9 @@ def run_ebpf(args) -> int:
     lines.append(f"skipped: {len(res.skipped)}")
     lines += [f"  packet {s.packet}: {s.reason}" for s in res.skipped]
     if args.trace:
-        lines += [f"trace: packet {t.packet}: {t.text.decode('utf-8', 'replace')}"
+        # a message usually ends in its own newline (as trace_pipe shows it)
+        lines += [f"trace: packet {t.packet}: "
+                  f"{t.text.decode('utf-8', 'replace').removesuffix(chr(10))}"
                   for t in res.trace]
     if args.dump_maps:
         for name, entries in res.dump_maps().items():
