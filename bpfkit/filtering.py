@@ -8,7 +8,7 @@ packets are written out before the next batch is read.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Callable, Optional, Union
 
 import numpy as np
 
@@ -16,8 +16,45 @@ from .cbpf.program import Program
 from .cbpf.vinterp import run_batch
 from .errors import BpfError, CaptureError
 from .pcap import CaptureWriter, open_capture
+from .pcap.batch import PacketBatch
+from .pcap.byteorder import capture_is_swapped
 
 Progress = Callable[[int], None]   # called with the number of packets read so far
+
+# A program, or a maker of one for a batch's (link type, snaplen): filter expressions
+# compile differently per link type, and a pcapng file may hold several.
+ProgramFor = Callable[[int, int], Program]
+ProgramSource = Union[Program, ProgramFor]
+
+
+def expression_program(expr: str, *, optimize: bool = True, swapped: bool = False
+                       ) -> ProgramFor:
+    """A ProgramFor compiling `expr` as `tcpdump -r FILE EXPR` does: libpcap's savefile
+    semantics, the file's link type and snapshot length (which `ret` returns), once per
+    distinct (link type, snaplen).  `swapped`: the capture is in the other byte order
+    (matters for DLT_NULL's address family; see bpfkit.pcap.byteorder)."""
+    from .cbpf.compiler import compile_filter
+
+    cache: dict[tuple[int, int], Program] = {}
+
+    def make(linktype: int, snaplen: int) -> Program:
+        key = (linktype, snaplen)
+        if key not in cache:
+            cache[key] = compile_filter(expr, linktype, snaplen, optimize,
+                                        savefile=True, swapped=swapped)
+        return cache[key]
+
+    return make
+
+
+def capture_expression_program(expr: str, capture: str, *, optimize: bool = True
+                               ) -> ProgramFor:
+    """expression_program for a capture file, with its byte order looked up."""
+    return expression_program(expr, optimize=optimize, swapped=capture_is_swapped(capture))
+
+
+def _program(source: ProgramSource, batch: PacketBatch) -> Program:
+    return source if isinstance(source, Program) else source(batch.linktype, batch.snaplen)
 
 
 @dataclass
@@ -43,7 +80,7 @@ class FilterSummary:
     problems: list[CaptureError] = field(default_factory=list)
 
 
-def run_program(prog: Program, capture: str, *, count: Optional[int] = None,
+def run_program(prog: ProgramSource, capture: str, *, count: Optional[int] = None,
                 strict: bool = False, progress: Optional[Progress] = None) -> RunSummary:
     """Run `prog` over the first `count` packets (all when None) of `capture`."""
     parts: list[np.ndarray] = []
@@ -52,7 +89,7 @@ def run_program(prog: Program, capture: str, *, count: Optional[int] = None,
         for batch in reader:
             if count is not None and n + len(batch) > count:
                 batch = batch[: count - n]
-            parts.append(run_batch(prog, batch))
+            parts.append(run_batch(_program(prog, batch), batch))
             n += len(batch)
             if progress:
                 progress(n)
@@ -63,7 +100,7 @@ def run_program(prog: Program, capture: str, *, count: Optional[int] = None,
     return RunSummary(n, retval.astype(np.uint32, copy=False), problems)
 
 
-def filter_capture(prog: Program, capture: str, output: Optional[str], *,
+def filter_capture(prog: ProgramSource, capture: str, output: Optional[str], *,
                    count: Optional[int] = None, format: str = "pcap", strict: bool = False,
                    progress: Optional[Progress] = None) -> FilterSummary:
     """Write the packets of `capture` on which `prog` returns non-zero to `output`
@@ -78,7 +115,7 @@ def filter_capture(prog: Program, capture: str, output: Optional[str], *,
         with open_capture(capture, strict=strict) as reader:
             for batch in reader:
                 read += len(batch)
-                sel = batch[run_batch(prog, batch) != 0]
+                sel = batch[run_batch(_program(prog, batch), batch) != 0]
                 if count is not None and kept + len(sel) > count:
                     sel = sel[: count - kept]
                 if output is not None:

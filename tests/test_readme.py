@@ -3,11 +3,14 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from bpfkit.pcap import read_capture
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
@@ -43,3 +46,23 @@ def test_readme_xdp_example_counts_and_drops_icmp(tmp_path):
     t = subprocess.run(["tcpdump", "-r", str(ROOT / "pcaps" / "sample.pcap"), "ip proto 6"],
                        capture_output=True, text=True)
     assert counts[6] == len(t.stdout.splitlines())
+
+
+@pytest.mark.tcpdump
+def test_readme_main_command_keeps_what_tcpdump_keeps(tmp_path):
+    m = re.search(r"pip install -e \. && (bpfkit filter [^\n]*)", README)
+    assert m, "README lost its main command"
+    words = shlex.split(m.group(1))
+    out = tmp_path / "http.pcap"
+    words[words.index("/tmp/http.pcap")] = str(out)
+    r = _bpfkit(*words[1:])
+    assert r.returncode == 0, r.stderr
+    expr = words[-1]
+    theirs = tmp_path / "tcpdump.pcap"
+    t = subprocess.run(["tcpdump", "-r", str(ROOT / "pcaps" / "sample.pcap"), "-w", str(theirs),
+                        expr], capture_output=True, text=True)
+    assert t.returncode == 0, t.stderr
+    ours = read_capture(str(out))
+    assert 0 < len(ours) < 1527
+    assert ours.packets() == read_capture(str(theirs)).packets()
+    assert f"{len(ours)} of 1527 packets kept" in r.stderr

@@ -1,60 +1,79 @@
-"""bpfkit filter: keep the packets of a capture on which a cBPF program returns non-zero."""
+"""bpfkit filter: keep the packets of a capture that a filter expression (or a cBPF
+program) accepts, as `tcpdump -r IN -w OUT EXPR` does."""
 from __future__ import annotations
 
 import argparse
 
 from ..cbpf.encodings import read_program
-from ..filtering import filter_capture
+from ..errors import CompileError, UsageError
+from ..filtering import capture_expression_program, filter_capture
 from .capture_args import Progress, add_read_options, report_problems
 from .common import EXIT_USAGE, eprint, print_json
+from .expr_args import add_expression_options, describe, expression_text
 
 EPILOG = """\
-The output keeps the input's link type, snapshot length and timestamp precision, like
-`tcpdump -r IN -w OUT`.  Without -w only the counts are printed.
+The filter is a pcap-filter(7) expression (compiled as libpcap 1.10.3 compiles it for
+`tcpdump -r`, with the capture's link type and snapshot length), an expression file
+(-F, as tcpdump), or a compiled cBPF program (--prog: any encoding `bpfkit disasm` reads,
+e.g. `tcpdump -ddd` output).  With none of them every packet is kept.
 
-PROG is a program file in any encoding `bpfkit disasm` reads (tcpdump -d/-dd/-ddd output,
-bpf_asm source, the xt_bpf comma form, raw bytes).  Filter *expressions* such as
-'tcp port 80' need the expression compiler, which is not part of bpfkit yet; compile
-them with tcpdump meanwhile:
+The output keeps the input's link type, snapshot length and timestamp precision, like
+`tcpdump -r IN -w OUT`.  Without -w, the number of matching packets is printed.
 
 examples:
-  tcpdump -y EN10MB -ddd 'tcp port 80' > http.ddd
-  bpfkit filter --prog http.ddd -r pcaps/sample.pcap -w http.pcap
-  bpfkit filter --prog http.ddd -r big.pcap -c 100 -w first100.pcap
+  bpfkit filter -r pcaps/sample.pcap -w http.pcap 'tcp port 80 and not host 10.0.0.1'
+  bpfkit filter -r big.pcap -c 100 -w first100.pcap udp port 53
+  bpfkit filter -r in.pcapng -F filter.txt --json
+  bpfkit filter -r in.pcap --prog http.ddd -w http.pcap
 """
 
 
 def register(sub) -> None:
-    p = sub.add_parser("filter", help="write the packets a cBPF program accepts",
+    p = sub.add_parser("filter", help="write the packets a filter expression or cBPF "
+                                      "program accepts (as tcpdump -r IN -w OUT EXPR)",
                        description=__doc__, epilog=EPILOG,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--prog", metavar="PROG", required=True,
-                   help="program file (any encoding), '-' for stdin")
+    add_expression_options(p)
+    p.add_argument("--prog", metavar="PROG",
+                   help="use a compiled cBPF program file instead of an expression")
     add_read_options(p, count_help="stop after COUNT kept packets (as tcpdump -c)")
     p.add_argument("-w", dest="output", metavar="FILE",
                    help="write the kept packets here ('-' for stdout)")
     p.add_argument("--pcapng", action="store_true", help="write pcapng instead of pcap")
     p.add_argument("--json", action="store_true",
-                   help='print {"packets": N, "kept": K} as JSON')
+                   help='print {"packets": N, "kept": K, "warnings": [...]} as JSON')
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    prog = read_program(args.prog)
+    expr = expression_text(args)
+    if args.prog is not None:
+        if expr is not None:
+            raise UsageError("both --prog and an expression; give one")
+        if args.no_optimize:
+            raise UsageError("-O applies to expressions, not to a compiled --prog")
+        prog = read_program(args.prog)
+    else:
+        prog = capture_expression_program(expr or "", args.capture,
+                                          optimize=not args.no_optimize)
     if args.output == "-" and args.json:
         eprint("bpfkit filter: error: -w - and --json both want stdout")
         return EXIT_USAGE
     progress = Progress("filter")
-    summary = filter_capture(prog, args.capture, args.output, count=args.count,
-                             format="pcapng" if args.pcapng else "pcap", strict=args.strict,
-                             progress=progress)
-    progress.done()
+    try:
+        summary = filter_capture(prog, args.capture, args.output, count=args.count,
+                                 format="pcapng" if args.pcapng else "pcap",
+                                 strict=args.strict, progress=progress)
+    except CompileError as e:
+        raise CompileError(describe(e, expr or "")) from None
+    finally:
+        progress.done()
     report_problems("filter", summary.problems)
     if args.json:
         print_json({"packets": summary.packets, "kept": summary.kept,
                     "warnings": [str(p) for p in summary.problems]})
     elif args.output is None:
-        print(f"packets: {summary.packets}\nkept: {summary.kept}")
+        print(f"{summary.kept} packets match (of {summary.packets})")
     elif args.output != "-":
         eprint(f"{summary.kept} of {summary.packets} packets kept")
     return 0

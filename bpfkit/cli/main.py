@@ -13,13 +13,15 @@ from ..errors import BpfError, CaptureWarning
 from .common import EXIT_USAGE, eprint
 
 # Subcommand modules, in the order `--help` lists them.
-COMMANDS = ["asm", "disasm", "validate", "run", "filter"]
+COMMANDS = ["compile", "filter", "asm", "disasm", "validate", "run"]
 
 DESCRIPTION = """\
 bpfkit runs Berkeley Packet Filter programs over packet captures, outside the kernel,
 with the answers of the Linux kernel and libpcap.
 
 examples:
+  bpfkit filter -r in.pcap -w out.pcap 'tcp port 80 and not host 10.0.0.1'
+  bpfkit compile -d 'tcp port 80'        the same listing as tcpdump -d
   bpfkit asm prog.bpf -d                 assemble, print a tcpdump -d listing
   bpfkit disasm -ddd prog.txt            any encoding in, another out
   bpfkit validate --rules kernel prog    check against bpf_check_classic
