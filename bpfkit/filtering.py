@@ -3,10 +3,12 @@
 
 Memory stays bounded: the capture is read in batches (bpfkit.pcap.open_capture), each
 batch runs on the vectorised interpreter (libpcap bpf_filter semantics), and kept
-packets are written out before the next batch is read.
+packets are written out (on a second thread) while the next batch is read and filtered.
 """
 from __future__ import annotations
 
+import os
+import threading
 from dataclasses import dataclass, field
 from typing import Callable, Optional, Union
 
@@ -14,7 +16,7 @@ import numpy as np
 
 from .cbpf.program import Program
 from .cbpf.vinterp import run_batch
-from .errors import BpfError, CaptureError
+from .errors import BpfError, CaptureError, UsageError
 from .pcap import CaptureWriter, open_capture
 from .pcap.batch import PacketBatch
 from .pcap.byteorder import capture_is_swapped
@@ -109,8 +111,13 @@ def filter_capture(prog: ProgramSource, capture: str, output: Optional[str], *,
 
     As with libpcap's pcap_offline_filter, a non-zero return keeps the packet whole:
     a savefile reader does not truncate to the return value."""
+    if _same_file(capture, output):
+        # the input is memory-mapped: truncating it under the reader would kill the
+        # process (SIGBUS); tcpdump -r X -w X silently leaves an empty capture
+        raise UsageError(f"the output {output} is the input capture; write elsewhere")
     read = kept = 0
     writer = None
+    out = None
     try:
         with open_capture(capture, strict=strict) as reader:
             for batch in reader:
@@ -122,23 +129,70 @@ def filter_capture(prog: ProgramSource, capture: str, output: Optional[str], *,
                     if writer is None:
                         writer = CaptureWriter(output, format=format, linktype=batch.linktype,
                                                snaplen=batch.snaplen, nanos=batch.ts_nanos)
+                        out = _Background(writer)
                     elif batch.linktype != writer.linktype and format == "pcap" and len(sel):
                         raise BpfError(
                             f"the input changes link type ({writer.linktype} -> {batch.linktype}) "
                             f"after {read - len(batch)} packets; a pcap file holds one link type "
                             f"(write pcapng with --pcapng)")
-                    writer.write(sel)
+                    out.write(sel)
                 kept += len(sel)
                 if progress:
                     progress(read)
                 if count is not None and kept >= count:
                     break
+            if out is not None:
+                out.wait()
             problems = list(reader.problems)
             if output is not None and writer is None:
                 # no packets at all: still write a valid, empty capture, as tcpdump -w does
                 writer = CaptureWriter(output, format=format, linktype=reader.linktype,
                                        snaplen=reader.snaplen, nanos=reader.ts_nanos)
     finally:
+        if out is not None:
+            out.wait(raise_error=False)
         if writer is not None:
             writer.close()
     return FilterSummary(read, kept, problems)
+
+
+def _same_file(capture, output) -> bool:
+    if not isinstance(capture, (str, os.PathLike)) or not isinstance(output, (str, os.PathLike)):
+        return False
+    if os.fspath(capture) == "-" or os.fspath(output) == "-":
+        return False
+    try:
+        return os.path.samefile(capture, output)
+    except OSError:
+        return False            # one of them does not exist (yet)
+
+
+class _Background:
+    """Writes each batch on a second thread while the caller reads and filters the next:
+    the write is mostly the kernel copying kept packets out of the input's memory map
+    (writev, which runs without the GIL), so it overlaps the reading and filtering.
+    One write at a time, in order; a write's error is raised by the next call."""
+
+    def __init__(self, writer: CaptureWriter):
+        self.writer = writer
+        self.thread: Optional[threading.Thread] = None
+        self.error: Optional[BaseException] = None
+
+    def write(self, batch) -> None:
+        self.wait()
+        self.thread = threading.Thread(target=self._run, args=(batch,), daemon=True)
+        self.thread.start()
+
+    def _run(self, batch) -> None:
+        try:
+            self.writer.write(batch)
+        except BaseException as e:          # handed to the caller's thread by wait()
+            self.error = e
+
+    def wait(self, raise_error: bool = True) -> None:
+        if self.thread is not None:
+            self.thread.join()
+            self.thread = None
+        err, self.error = self.error, None
+        if err is not None and raise_error:
+            raise err

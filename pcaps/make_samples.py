@@ -26,7 +26,7 @@ from scapy.layers.inet6 import (ICMPv6EchoReply, ICMPv6EchoRequest, ICMPv6ND_NS,
 from scapy.layers.l2 import ARP, CookedLinux, CookedLinuxV2, Dot1Q, Ether
 from scapy.packet import Raw
 
-from bpfkit.pcap import CaptureWriter, PacketBatch, pcapng, write_capture
+from bpfkit.pcap import CaptureWriter, PacketBatch, write_capture
 
 SEED = 20240601
 T0_NS = 1_717_200_000 * 10**9          # 2024-06-01 00:00:00 UTC, fixed
@@ -454,41 +454,18 @@ def write_sample(s: Sample, outdir: Path) -> Path:
 
 
 def write_pcapng_two_ifaces(s: Sample, path: Path) -> None:
-    """pcapng whose packets come from two interfaces of one link type.
-
-    bpfkit.pcap.CaptureWriter makes one interface per link type, so this adds the second
-    Interface Description Block and writes each run of same-interface packets with that
-    interface's id, through the writer's own block and record code (_SecondInterfaceWriter).
-    """
-    w = _SecondInterfaceWriter(path, format="pcapng", linktype=s.linktype, snaplen=s.snaplen,
-                               nanos=s.nanos)
-    try:
-        w.add_interface()
+    """pcapng whose packets come from two interfaces of one link type: each run of
+    same-interface packets is written with that interface's id."""
+    with CaptureWriter(path, format="pcapng", linktype=s.linktype, snaplen=s.snaplen,
+                       nanos=s.nanos) as w:
+        ids = [0, w.add_interface(s.linktype, s.snaplen)]
         recs = s.records
         start = 0
         for i in range(1, len(recs) + 1):
             if i == len(recs) or recs[i][3] != recs[start][3]:
-                w.write_on(to_batch(recs[start:i], s.linktype, s.snaplen, s.nanos),
-                           recs[start][3])
+                w.write(to_batch(recs[start:i], s.linktype, s.snaplen, s.nanos),
+                        interface=ids[recs[start][3]])
                 start = i
-    finally:
-        w.close()
-
-
-class _SecondInterfaceWriter(CaptureWriter):
-    """CaptureWriter plus more interfaces of the same link type.  Uses the writer's
-    internals (_out, _ifaces, _epb_headers, _write_records): when CaptureWriter grows a
-    public way to do this, use that instead."""
-    _extra = 0
-
-    def add_interface(self) -> int:
-        self._out(pcapng.idb(self.linktype, self.snaplen, self.nanos))
-        self._extra += 1
-        return len(self._ifaces) - 1 + self._extra
-
-    def write_on(self, batch: PacketBatch, iface: int) -> None:
-        self._write_records(batch, self._epb_headers(batch, iface), pad=True)
-        self.packets += len(batch)
 
 
 def main(argv=None) -> int:

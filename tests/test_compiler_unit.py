@@ -197,3 +197,23 @@ def test_optimizer_folds_constants_and_dead_loads():
     op = compile_filter("len - 14 < 100")
     assert len(op) < len(un)
     assert not any((c & 0x07) in (0x02, 0x03) for c, _, _, _ in op.as_tuples())  # no st/stx
+
+
+def test_builtin_name_tables_agree_with_this_machines_databases(monkeypatch):
+    # The built-in services/protocols tables stand in when /etc/services or
+    # /etc/protocols is missing; where this machine has the files, the two must agree.
+    import os
+    import socket
+    from bpfkit.cbpf.compiler import names
+    if not (os.path.exists("/etc/services") and os.path.exists("/etc/protocols")):
+        pytest.skip("this machine has no /etc/services or /etc/protocols to compare with")
+    system_ports = {n: names.nametoport(n) for n in names._BUILTIN_SERVICES}
+    system_protos = {n: names.getprotobyname(n) for n in names._BUILTIN_PROTOCOLS}
+    monkeypatch.setattr(names.os.path, "exists", lambda p: False)
+    for n, v in system_ports.items():
+        if v is not None:
+            assert names.nametoport(n) == v, n
+    for n, v in system_protos.items():
+        if v is not None:
+            assert names.getprotobyname(n) == v, n
+    assert names.nametoport("no-such-service") is None

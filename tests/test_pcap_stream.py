@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import pcap_craft as C
+from bpfkit.errors import CaptureError
 from bpfkit.pcap import chain, open_capture, read_capture
 from bpfkit.pcap.reader import CaptureReader
 
@@ -175,3 +176,58 @@ def test_no_warnings_on_good_files(big_file):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert len(read_capture(big_file)) == 12000
+
+
+def _index_threads():
+    import threading
+    return [t for t in threading.enumerate() if t.name == "bpfkit-index" and t.is_alive()]
+
+
+def _read_all(path, **kw):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        r = open_capture(path, **kw)
+        rows = [_rows(b) for b in r]
+        r.close()
+    return rows, [(str(p), p.offset, p.records) for p in r.problems]
+
+
+@pytest.mark.parametrize("fmt", ["pcap", "pcapng"])
+@pytest.mark.parametrize("cut", [None, 3_000_001])
+def test_read_ahead_thread_gives_the_same_batches(big_file, tmp_path, monkeypatch, fmt, cut):
+    """Files larger than reader.AHEAD_BYTES are indexed a segment ahead on a second
+    thread: the same batches and the same problem (a record cut short), and the thread
+    ends with the reader."""
+    from bpfkit.pcap import reader as R
+    from bpfkit.pcap import write_capture
+    p = big_file
+    if fmt == "pcapng":
+        p = tmp_path / "a.pcapng"
+        write_capture(p, read_capture(big_file), format="pcapng")
+    if cut is not None:
+        q = tmp_path / ("cut." + fmt)
+        q.write_bytes(p.read_bytes()[:cut])
+        p = q
+    monkeypatch.setattr(R, "SEGMENT_BYTES", 256 << 10)
+    monkeypatch.setattr(R, "AHEAD_BYTES", 1 << 62)
+    want = _read_all(p, batch_packets=500)
+    monkeypatch.setattr(R, "AHEAD_BYTES", 0)
+    assert CaptureReader(p)._ahead
+    assert _read_all(p, batch_packets=500) == want
+    assert sum(map(len, want[0])) > 5000 and (cut is None) == (want[1] == [])
+    assert not _index_threads()
+    if cut is not None:
+        with pytest.raises(CaptureError, match="truncated"):
+            _read_all(p, strict=True)
+        assert not _index_threads()
+
+
+def test_closing_early_stops_the_read_ahead_thread(big_file, monkeypatch):
+    from bpfkit.pcap import reader as R
+    monkeypatch.setattr(R, "SEGMENT_BYTES", 256 << 10)
+    monkeypatch.setattr(R, "AHEAD_BYTES", 0)
+    r = open_capture(big_file, batch_packets=100)
+    first = next(iter(r))
+    assert len(first) == 100 and _index_threads()
+    r.close()
+    assert not _index_threads()

@@ -14,6 +14,7 @@ Layout follows include/uapi/linux/btf.h and tools/lib/bpf/libbpf_internal.h
 
 Objects are little-endian when the magic reads 0xEB9F little-endian (bpfel), else
 big-endian (bpfeb).  Nothing here touches ELF: the loader (elf.py) passes section bytes.
+`dump_value` decodes map keys and values through BTF as `bpftool map dump` does.
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 from ..errors import BpfError
 
 __all__ = ["BtfError", "Btf", "BtfType", "BtfMember", "BtfExt", "FuncInfo", "LineInfo",
-           "CoreReloc", "KIND_NAMES", "parse_btf", "parse_btf_ext"]
+           "CoreReloc", "KIND_NAMES", "parse_btf", "parse_btf_ext", "dump_value"]
 
 BTF_MAGIC = 0xEB9F
 # enum btf_kind (include/uapi/linux/btf.h)
@@ -150,7 +151,14 @@ class Btf:
         if t.kind == PTR:
             return self.type_name(t.type, _depth + 1) + " *"
         if t.kind == ARRAY:
-            return f"{self.type_name(t.type, _depth + 1)}[{t.nelems}]"
+            # C order: the outer array's dimension first (char x[2][3] is an ARRAY of 2
+            # ARRAYs of 3 chars)
+            dims = ""
+            while t.kind == ARRAY and _depth <= MAX_RESOLVE_DEPTH:
+                dims += f"[{t.nelems}]"
+                t = self.type(t.type)
+                _depth += 1
+            return self.type_name(t.id, _depth + 1) + dims
         if t.kind in (CONST, VOLATILE, RESTRICT):
             q = {CONST: "const", VOLATILE: "volatile", RESTRICT: "restrict"}[t.kind]
             return f"{q} {self.type_name(t.type, _depth + 1)}"
@@ -421,3 +429,121 @@ def parse_btf_ext(data: bytes, strings: bytes, byteorder: str = "little",
                                  kind))
         co[n] = tuple(out)
     return BtfExt(fi, li, co)
+
+
+# --- values as bpftool shows them ---------------------------------------------------
+
+def dump_value(b: Btf, tid: int, data: bytes, byteorder: str | None = None):
+    """A map key or value decoded through its BTF type into JSON-ready data, in the
+    shape of `bpftool -j map dump`'s "formatted" member (tools/bpf/bpftool/
+    btf_dumper.c): integers as numbers; bitfields and 128-bit integers as "0x.."
+    strings; _Bool as true/false; CHAR-encoded ints as one-character strings; char arrays holding
+    a NUL-terminated printable string as that string; pointers as numbers; an enum
+    value as its name when one matches, else the number; structs and unions as
+    objects; arrays as lists; VAR as {name: value}; DATASEC as {name: [vars]}.
+    Checked against bpftool 7.x in tests/test_elf_kernel.py.
+    Kinds bpftool cannot print (FLOAT, FWD, FUNC ...) raise UnsupportedError."""
+    bo = byteorder or b.byteorder
+    return _dump(b, tid, bytes(data), 0, bo, 0)
+
+
+def _uint(data: bytes, size: int, bo: str) -> int:
+    chunk = data[:size]
+    if len(chunk) < size:      # a value shorter than its type: what is missing reads 0
+        chunk = chunk + bytes(size - len(chunk)) if bo == "little" else \
+            bytes(size - len(chunk)) + chunk
+    return int.from_bytes(chunk, bo)
+
+
+def _sint(data: bytes, size: int, bo: str) -> int:
+    v = _uint(data, size, bo)
+    return v - (1 << (8 * size)) if v >> (8 * size - 1) else v
+
+
+def _bits(data: bytes, bit_offset: int, nbits: int, bo: str) -> str:
+    # btf_dumper_bitfield: the bits [bit_offset, bit_offset + nbits) of the bytes at
+    # data, counted from the least significant bit on little-endian machines
+    nbytes = (bit_offset + nbits + 7) // 8
+    v = _uint(data, nbytes, bo)
+    if bo == "little":
+        v >>= bit_offset
+    else:
+        v >>= 8 * nbytes - bit_offset - nbits
+    return f"0x{v & ((1 << nbits) - 1):x}"
+
+
+def _dump(b: Btf, tid: int, data: bytes, bit_offset: int, bo: str, depth: int):
+    from ..errors import UnsupportedError
+    if depth > 64:
+        raise BtfError(f"BTF type {tid}: nesting deeper than 64")
+    t = b.type(tid)
+    k = t.kind
+    if k in _MODIFIERS:
+        r = b.resolve(tid)
+        return _dump(b, r.id, data, bit_offset, bo, depth + 1)
+    if k == INT:
+        if bit_offset or t.bit_offset or t.bits % 8:
+            total = bit_offset + t.bit_offset
+            return _bits(data[total // 8:], total % 8, t.bits, bo)
+        if t.bits == 128:
+            return f"0x{_uint(data, 16, bo):x}"
+        nb = t.bits // 8
+        if t.encoding == 0:
+            return _uint(data, nb, bo) if nb in (1, 2, 4, 8) else _bits(data, 0, t.bits, bo)
+        if t.encoding == BTF_INT_SIGNED:
+            return _sint(data, nb, bo) if nb in (1, 2, 4, 8) else _bits(data, 0, t.bits, bo)
+        if t.encoding == BTF_INT_CHAR:
+            return chr(data[0] if data else 0)
+        if t.encoding == BTF_INT_BOOL:
+            # this machine's bpftool (7.x) reads the _Bool's own bytes (older ones
+            # read an int, taking the 3 bytes after it too)
+            return _uint(data, nb, bo) != 0
+        raise BtfError(f"BTF type {tid}: INT encoding {t.encoding}")
+    if k == PTR:
+        return _uint(data, 8, bo)
+    if k in (ENUM, ENUM64):
+        if k == ENUM:
+            v = _sint(data, t.size, bo) if t.size in (1, 2, 4, 8) else None
+            if v is None:
+                raise BtfError(f"BTF type {tid}: enum of size {t.size}")
+            # enums[i].val is a __s32 whatever the kind_flag says
+            for m in t.members:
+                mv = m.value if m.value < (1 << 31) else m.value - (1 << 32)
+                if v == mv:
+                    return m.name
+            return v
+        v = _uint(data, 8, bo)
+        for m in t.members:
+            if v == m.value & ((1 << 64) - 1):
+                return m.name
+        return v - (1 << 64) if v >> 63 else v
+    if k in (STRUCT, UNION):
+        out = {}
+        for m in t.members:
+            sub = data[m.offset // 8:]
+            if m.bitfield_size:
+                out[m.name] = _bits(sub, m.offset % 8, m.bitfield_size, bo)
+            else:
+                out[m.name] = _dump(b, m.type, sub, m.offset % 8, bo, depth + 1)
+        return out
+    if k == ARRAY:
+        elem = b.type(t.type)
+        e = elem
+        while e.kind in (VOLATILE, CONST, RESTRICT, TYPE_TAG):   # not typedefs
+            e = b.type(e.type)
+        if t.nelems and e.kind == INT and e.size == 1 and \
+                (e.encoding == BTF_INT_CHAR or e.name == "char"):
+            # is_str_array: printable characters up to a NUL inside the array
+            chunk = data[:t.nelems]
+            end = chunk.find(b"\0")
+            if end >= 0 and all(0x1F < c < 0x7F for c in chunk[:end]):
+                return chunk[:end].decode("ascii")
+        size = b.size_of(t.type)
+        return [_dump(b, t.type, data[i * size:], 0, bo, depth + 1) for i in range(t.nelems)]
+    if k == VAR:
+        return {t.name: _dump(b, t.type, data, bit_offset, bo, depth + 1)}
+    if k == DATASEC:
+        return {t.name: [_dump(b, m.type, data[m.offset:], 0, bo, depth + 1)
+                         for m in t.members]}
+    raise UnsupportedError(f"printing BTF kind {KIND_NAMES.get(k, k)} in a map dump",
+                           f"type {tid}")

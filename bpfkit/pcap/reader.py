@@ -4,10 +4,10 @@ read_capture() returns a whole file as one batch.
 The file is memory-mapped, and every batch's ``buf`` is that map (zero-copy): packet i
 of a batch is ``buf[offset[i]:offset[i] + caplen[i]]`` with ``offset`` the byte offset
 of its data in the file.  Memory does not grow with the file: only the index of one
-segment is held at a time, and the pages of batches already handed out are released
-(madvise MADV_DONTNEED; they are read again from the file if touched).  Standard input
-('-') is mapped too when it is a regular file; a pipe or other unmappable source is read
-into memory, and so are bytes-like sources (used as they are).
+segment is held at a time, and the pages before the last two batches handed out are
+released (madvise MADV_DONTNEED; they are read again from the file if touched).
+Standard input ('-') is mapped too when it is a regular file; a pipe or other
+unmappable source is read into memory, and so are bytes-like sources (used as they are).
 
 Bad data (libpcap's rules, sf-pcap.c / sf-pcapng.c): every complete record before the
 problem is delivered, then the problem is a CaptureError with the byte offset and the
@@ -21,11 +21,14 @@ CaptureError naming the link types unless ``linktype=`` picks one.
 """
 from __future__ import annotations
 
+import ctypes
 import mmap
 import os
+import queue
 import stat
 import struct
 import sys
+import threading
 import warnings
 from dataclasses import dataclass
 from typing import Iterator, Optional
@@ -40,6 +43,22 @@ from .batch import DEFAULT_SNAPLEN, PacketBatch
 # ahead of the batches handed out), not the batch size.
 SEGMENT_BYTES = 64 << 20
 _MADV_POPULATE_READ = getattr(mmap, "MADV_POPULATE_READ", 22)
+# Files larger than this are indexed one segment ahead on a second thread (_ahead).
+AHEAD_BYTES = 2 * SEGMENT_BYTES
+
+
+def _load_madvise():
+    """libc's madvise(void *, size_t, int), or None."""
+    try:
+        f = ctypes.CDLL(None, use_errno=True).madvise
+    except (OSError, AttributeError, TypeError):
+        return None
+    f.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+    f.restype = ctypes.c_int
+    return f
+
+
+_madvise = _load_madvise()     # a foreign function: ctypes releases the GIL while it runs
 
 
 @dataclass(frozen=True)
@@ -118,16 +137,21 @@ class _Source:
 
     def populate(self, start: int, stop: int) -> None:
         """Map the pages of [start, stop) in one go (MADV_POPULATE_READ, Linux 5.14+):
-        much cheaper than taking a page fault at each first touch."""
+        much cheaper than taking a page fault at each first touch.  Through libc when
+        ctypes finds it, so that the GIL is released meanwhile (mmap.madvise keeps it)."""
         if self.mm is None:
             return
         start -= start % mmap.PAGESIZE
         stop = min(stop, len(self.buf))
-        if stop > start:
-            try:
-                self.mm.madvise(_MADV_POPULATE_READ, start, stop - start)
-            except (OSError, ValueError):
-                pass            # older kernel: the pages fault in as they are touched
+        if stop <= start:
+            return
+        if _madvise is not None:
+            if _madvise(self.buf.ctypes.data + start, stop - start, _MADV_POPULATE_READ) == 0:
+                return
+        try:
+            self.mm.madvise(_MADV_POPULATE_READ, start, stop - start)
+        except (OSError, ValueError):
+            pass            # older kernel: the pages fault in as they are touched
 
     def release(self, upto: int) -> None:
         """Drop the pages before byte `upto` from this process (they stay in the page
@@ -400,6 +424,8 @@ class CaptureReader:
         self._done = False
         self._problem: Optional[_Problem] = None
         self._delivered = 0
+        self._prev_start = 0            # offset of the last batch handed out
+        self._ahead = False
         buf = self._src.buf
         try:
             if len(buf) < 4:
@@ -417,6 +443,7 @@ class CaptureReader:
             self._report(p)
             return
         r = self._recs
+        self._ahead = self._src.mm is not None and len(buf) > AHEAD_BYTES
         self.format = r.format
         self.linktype, self.snaplen, self.file_snaplen, self.ts_nanos = \
             r.linktype, r.snaplen, r.file_snaplen, r.ts_nanos
@@ -446,8 +473,11 @@ class CaptureReader:
         after it has handed out every good record."""
         if self._done or self._recs is None:
             return
+        chunks = self._recs.chunks()
+        if self._ahead:
+            chunks = _ahead(chunks)
         try:
-            yield from self._recs.chunks()
+            yield from chunks
         except _Problem as p:
             self._problem = p
         self._done = True
@@ -488,7 +518,11 @@ class CaptureReader:
     def _batch(self, ch: _Chunk, a: int, b: int) -> PacketBatch:
         off = ch.offset[a:b]
         if len(off):
-            self._src.release(int(off[0]))
+            # hand back the pages before the *previous* batch: a consumer may still be
+            # using that one (e.g. writing it out from another thread) while it asks
+            # for this one
+            self._src.release(self._prev_start)
+            self._prev_start = int(off[0])
         batch = PacketBatch(self._src.buf, off, ch.caplen[a:b], ch.wirelen[a:b],
                             ch.ts_ns[a:b], ch.linktype, ch.snaplen, ch.nanos)
         self._delivered += b - a
@@ -507,6 +541,48 @@ class CaptureReader:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _ahead(chunks: Iterator[_Chunk]) -> Iterator[_Chunk]:
+    """`chunks`, computed one ahead on a second thread: indexing a segment (page
+    mapping, header gathers) largely runs without the GIL, so it overlaps the caller's
+    work on the previous one.  Items and the final exception arrive in order; closing
+    this generator stops the thread."""
+    box: queue.Queue = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                box.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                pass
+        return False
+
+    def produce() -> None:
+        try:
+            for c in chunks:
+                if not put((True, c)):
+                    return
+            put((False, None))
+        except BaseException as e:          # re-raised in the consumer's thread
+            put((False, e))
+
+    worker = threading.Thread(target=produce, name="bpfkit-index", daemon=True)
+    worker.start()
+    try:
+        while True:
+            more, item = box.get()
+            if not more:
+                if item is not None:
+                    raise item
+                return
+            yield item
+    finally:
+        stop.set()
+        worker.join()
+        chunks.close()
 
 
 def _key(c: _Chunk):

@@ -38,7 +38,7 @@ def compile_filter(expr: str, linktype: str | int = "EN10MB", snaplen: int = DEF
     reproduced (e.g. it does not recompute dominators after a pull-up and miscompiles
     `port 80 and 443 or 8080 or port 80`), because its verdicts are the contract.  The
     optimizer is superlinear like libpcap's: 400 `host A and port P` clauses take
-    ~20 s (libpcap: ~40 s on the same machine).
+    ~6 s (libpcap: ~40 s on the same machine), 1000 clauses ~45 s.
 
     Raises CompileError (libpcap's message, and the position) for expressions libpcap
     rejects — including the 802.11, ATM, SS7 and pf primitives, which none of the

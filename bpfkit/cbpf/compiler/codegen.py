@@ -27,6 +27,7 @@ from ..isa import (BPF_ABS, BPF_ADD, BPF_ALU, BPF_AND, BPF_B, BPF_DIV, BPF_H, BP
 from ..program import Insn
 from . import ast as A
 from .linktypes import LAYOUTS, PPP, LinkLayout
+from .names import PROTO_UNDEF, ether_hostton, getnetbyname, getprotobyname, nametoport, nametoportrange
 
 U32 = 0xFFFFFFFF
 ETHERMTU = 1500
@@ -61,7 +62,6 @@ PACKET_OUTGOING = 4
 IPPROTO_ICMP, IPPROTO_IGMP, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_IGRP = 1, 2, 6, 17, 9
 IPPROTO_FRAGMENT, IPPROTO_ESP, IPPROTO_AH, IPPROTO_ICMPV6 = 44, 50, 51, 58
 IPPROTO_PIM, IPPROTO_VRRP, IPPROTO_CARP, IPPROTO_SCTP = 103, 112, 112, 132
-PROTO_UNDEF = -1
 AF_INET, AF_INET6_LINUX = 2, 10
 BSD_AFNUM_INET6 = (24, 28, 30)      # BSD, FreeBSD, Darwin values of AF_INET6
 
@@ -296,7 +296,7 @@ def _block_stmts(stmts: list) -> list[Insn]:
     return out
 
 
-# --- address parsing helpers (nametoaddr.c) -------------------------------------------
+# --- address parsing helpers (nametoaddr.c; name databases are in names.py) ----------
 
 def atoin(s: str) -> tuple[int, int]:
     """__pcap_atoin: dotted decimal with 1..4 parts -> (value, bit length); len -1 = bad."""
@@ -334,83 +334,6 @@ def ether_aton(s: str) -> bytes:
             i += 1
         out.append(d)
     return bytes(out[:6])
-
-
-def _getnetbyname(name: str) -> int:
-    """pcap_nametonetaddr via getnetbyname(): /etc/networks, 0 when unknown."""
-    try:
-        with open("/etc/networks") as f:
-            for line in f:
-                fields = line.split("#", 1)[0].split()
-                if len(fields) >= 2 and name in (fields[0], *fields[2:]):
-                    parts = fields[1].split(".")
-                    v = 0
-                    for p in parts:
-                        v = (v << 8) | (int(p, 0) & 0xFF)
-                    return v & U32
-    except OSError:
-        pass
-    return 0
-
-
-def _ether_hostton(name: str) -> bytes | None:
-    """pcap_ether_hostton via glibc ether_hostton(): the /etc/ethers entry for `name`."""
-    try:
-        with open("/etc/ethers") as f:
-            for line in f:
-                fields = line.split("#", 1)[0].split()
-                if len(fields) >= 2 and fields[1] == name:
-                    parts = fields[0].split(":")
-                    if len(parts) == 6 and all(1 <= len(p) <= 2 for p in parts):
-                        return bytes(int(p, 16) for p in parts)
-    except (OSError, ValueError):
-        pass
-    return None
-
-
-def nametoport(name: str) -> tuple[int, int] | None:
-    """pcap_nametoport: (port, proto) from the services database; proto PROTO_UNDEF when
-    the name is both a tcp and a udp service with the same number."""
-    if name.isdigit():
-        return int(name), PROTO_UNDEF
-    tcp = udp = None
-    try:
-        tcp = socket.getservbyname(name, "tcp")
-    except OSError:
-        pass
-    try:
-        udp = socket.getservbyname(name, "udp")
-    except OSError:
-        pass
-    if tcp is not None:
-        if udp is not None and udp == tcp:
-            return tcp, PROTO_UNDEF
-        return tcp, IPPROTO_TCP
-    if udp is not None:
-        return udp, IPPROTO_UDP
-    return None
-
-
-def nametoportrange(name: str) -> tuple[int, int, int] | None:
-    """pcap_nametoportrange: 'N-M' numerically, else 'name-name' through nametoport."""
-    a, sep, b = name.partition("-")
-    if sep and _scanf_int(a) is not None and _scanf_int(b) is not None \
-            and a.isdigit() and b.isdigit():
-        return int(a), int(b), PROTO_UNDEF
-    if not sep:
-        return None
-    r1 = nametoport(a)
-    if r1 is None:
-        return None
-    r2 = nametoport(b)
-    if r2 is None:
-        return None
-    proto = r2[1] if r1[1] == r2[1] else PROTO_UNDEF
-    return r1[0], r2[0], proto
-
-
-def _scanf_int(s: str) -> int | None:
-    return int(s) if s.isdigit() else None
 
 
 # --- the code generator ------------------------------------------------------------
@@ -1078,10 +1001,10 @@ class CodeGen:
     # -- primitives called by the grammar (gen_scode, gen_ncode, gen_mcode ...) --
     def lookup_proto(self, name: str, proto) -> int:
         if proto in (None, "ip", "ip6"):
-            try:
-                return socket.getprotobyname(name)
-            except OSError:
+            v = getprotobyname(name)
+            if v is None:
                 self.error(f"unknown ip proto '{name}'")
+            return v
         if proto == "link":
             v = EPROTO_DB.get(name, LLC_DB.get(name))
             if v is None:
@@ -1106,7 +1029,7 @@ class CodeGen:
     def gen_scode(self, name: str, q: A.Qual) -> Block:
         proto, dir = q.proto, q.dir
         if q.addr == A.NET:
-            addr = _getnetbyname(name)
+            addr = getnetbyname(name)
             if addr == 0:
                 self.error(f"unknown network '{name}'")
             mask = U32
@@ -1117,7 +1040,7 @@ class CodeGen:
         if q.addr in (None, A.HOST):
             if proto == "link":
                 if self.linktype.name == "EN10MB":
-                    eaddr = _ether_hostton(name)
+                    eaddr = ether_hostton(name)
                     if eaddr is None:
                         self.error(f"unknown ether host '{name}'")
                     tmp = self.gen_prevlinkhdr_check()

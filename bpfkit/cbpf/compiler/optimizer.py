@@ -21,6 +21,8 @@ the contract, so the bug is reproduced.
 """
 from __future__ import annotations
 
+from bisect import bisect_right
+
 from ...errors import CompileError
 from ..isa import (BPF_A, BPF_ABS, BPF_ADD, BPF_ALU, BPF_AND, BPF_B, BPF_DIV, BPF_IMM,
                    BPF_IND, BPF_JEQ, BPF_JGE, BPF_JGT, BPF_JMP, BPF_JSET, BPF_K, BPF_LD,
@@ -55,12 +57,11 @@ def _mode(c):
 
 
 class Edge:
-    __slots__ = ("id", "code", "edom", "succ", "pred", "next")
+    __slots__ = ("id", "code", "succ", "pred", "next")
 
     def __init__(self, pred, succ):
         self.id = 0
         self.code = 0
-        self.edom = 0
         self.succ = succ
         self.pred = pred
         self.next = None
@@ -71,7 +72,7 @@ class OBlock:
     are the edges' successors (gencode.h `#define JT(b) ((b)->et.succ)`)."""
     __slots__ = ("stmts", "code", "k", "et", "ef", "id", "level", "link", "dom",
                  "in_use", "out_use", "kill", "defs", "val", "oval", "in_edges",
-                 "longjt", "longjf", "offset")
+                 "longjt", "longjf", "offset", "jclass")
 
     def __init__(self, b):
         self.stmts = b.stmts
@@ -88,6 +89,7 @@ class OBlock:
         self.oval = 0
         self.in_edges = None
         self.longjt = self.longjf = 0
+        self.jclass = (-1, -1, -1, 0)
         self.offset = 0
 
     @property
@@ -135,6 +137,112 @@ def atomdef(code: int, k: int) -> int:
     return -1
 
 
+def _min_id(prev, m):
+    return m if prev is None or m < prev else prev
+
+
+def _stab_build(members, tin, tout, combine):
+    """Members of one edge class, in preorder, each with its nearest member ancestor
+    in the dominator forest and `combine` folded down that ancestor chain."""
+    members.sort(key=tin.__getitem__)
+    tins = [tin[m] for m in members]
+    vpar = []
+    pre = []
+    stack = []
+    for j, m in enumerate(members):
+        t = tins[j]
+        while stack and tout[members[stack[-1]]] <= t:
+            stack.pop()
+        p = stack[-1] if stack else -1
+        vpar.append(p)
+        pre.append(combine(pre[p] if p >= 0 else None, m))
+        stack.append(j)
+    return tins, members, vpar, pre
+
+
+def _stab_query(st, x, tout):
+    """The folded value at the deepest member that is an ancestor-or-self of the node
+    with preorder number x (None if no member is)."""
+    tins, members, vpar, pre = st
+    j = bisect_right(tins, x) - 1
+    while j >= 0 and tout[members[j]] <= x:
+        j = vpar[j]
+    return pre[j] if j >= 0 else None
+
+
+class _Forest:
+    """A forest given by parent links, built parents first, with preorder intervals
+    (tin, tout) once finished: X is an ancestor-or-self of Y iff
+    tin[X] <= tin[Y] < tout[X].  Nodes never added are "dominated by everything"
+    (libpcap's initial all-ones set) and report every ancestor test true."""
+    __slots__ = ("parent", "depth", "order", "tin", "tout")
+
+    def __init__(self, size):
+        self.parent = [-1] * size
+        self.depth = [0] * size
+        self.order: list[int] = []
+        self.tin = [-1] * size
+        self.tout = [-1] * size
+
+    def add(self, node, parent):
+        self.parent[node] = parent
+        self.depth[node] = self.depth[parent] + 1 if parent >= 0 else 0
+        self.order.append(node)
+
+    def lca(self, a, b):
+        """Nearest common ancestor-or-self of a and b, or -1 (different trees)."""
+        if a < 0 or b < 0:
+            return -1
+        parent = self.parent
+        depth = self.depth
+        da = depth[a]
+        db = depth[b]
+        while da > db:
+            a = parent[a]
+            da -= 1
+        while db > da:
+            b = parent[b]
+            db -= 1
+        while a != b:
+            a = parent[a]
+            b = parent[b]
+            if a < 0:
+                return -1
+        return a
+
+    def finish(self):
+        order = self.order
+        parent = self.parent
+        size = {}
+        for v in order:
+            size[v] = 1
+        for v in reversed(order):
+            p = parent[v]
+            if p >= 0:
+                size[p] += size[v]
+        tin = self.tin
+        tout = self.tout
+        nxt = {}
+        counter = 0
+        for v in order:
+            p = parent[v]
+            if p < 0:
+                t = counter
+                counter += size[v]
+            else:
+                t = nxt[p]
+                nxt[p] = t + size[v]
+            tin[v] = t
+            tout[v] = t + size[v]
+            nxt[v] = t + 1
+
+    def is_ancestor(self, a, b) -> bool:
+        tb = self.tin[b]
+        if tb < 0:
+            return True
+        return self.tin[a] <= tb < self.tout[a]
+
+
 class _Optimizer:
     def __init__(self, root: OBlock):
         self.root = root
@@ -151,8 +259,6 @@ class _Optimizer:
             b.ef.id = n + i
             self.edges[n + i] = b.ef
         self.levels: list[OBlock | None] = [None] * n
-        self.all_nodes = (1 << n) - 1
-        self.all_edges = (1 << (2 * n)) - 1
 
     def error(self, msg):
         raise CompileError(msg)
@@ -200,29 +306,51 @@ class _Optimizer:
             b = b.link
 
     def find_dom(self):
-        for b in self.blocks:
-            b.dom = self.all_nodes
-        self.root.dom = 0
-        for level in range(self.root.level, -1, -1):
-            for b in self.level_blocks(level):
-                b.dom |= 1 << b.id
-                if b.jt is None:
-                    continue
-                b.jt.dom &= b.dom
-                b.jf.dom &= b.dom
+        """find_dom and find_edom of optimize.c, as dominator forests.
 
-    def find_edom(self):
-        for e in self.edges:
-            e.edom = self.all_edges
-        self.root.et.edom = 0
-        self.root.ef.edom = 0
-        for level in range(self.root.level, -1, -1):
+        libpcap keeps a bit set per block (per edge) and intersects the sets of the
+        predecessors, level by level from the root.  Dominator sets are chains: a
+        block's set is itself plus the common part of its predecessors' chains, i.e.
+        the chain above their nearest common ancestor.  So a parent link per node
+        (the nearest common ancestor of the predecessors, found by walking up by
+        depth) holds the same sets in O(n) space, and a preorder interval per node
+        answers "does X dominate Y" (libpcap's `Y->dom & bit(X)`) in O(1).  Nodes the
+        level walk does not reach keep libpcap's all-ones set: everything dominates
+        them.  Nothing but the chains' content is used, so the results are libpcap's."""
+        n = self.n_blocks
+        self.dom_forest = bf = _Forest(n)
+        self.edom_forest = ef = _Forest(2 * n)
+        blca = [-2] * n                   # per block: common ancestor of preds; -2 none yet
+        elca = [-2] * n                   # the same over in-edges
+        root = self.root
+        for level in range(root.level, -1, -1):
             for b in self.level_blocks(level):
-                for ep in (b.et, b.ef):
-                    ep.edom |= 1 << ep.id
-                    if ep.succ is not None:
-                        ep.succ.et.edom &= ep.edom
-                        ep.succ.ef.edom &= ep.edom
+                i = b.id
+                if b is root:
+                    bp = ep_ = -1
+                else:
+                    bp = blca[i]
+                    ep_ = elca[i]
+                bf.add(i, bp)
+                jt = b.et.succ
+                if jt is None:
+                    continue              # a leaf: its edges dominate nothing
+                eid = b.et.id
+                fid = b.ef.id
+                ef.add(eid, ep_)
+                ef.add(fid, ep_)
+                for e, s in ((eid, jt), (fid, b.ef.succ)):
+                    j = s.id
+                    c = blca[j]
+                    blca[j] = i if c == -2 else bf.lca(c, i)
+                    c = elca[j]
+                    elca[j] = e if c == -2 else ef.lca(c, e)
+        bf.finish()
+        ef.finish()
+
+    def dominates(self, a, b) -> bool:
+        """a in b->dom (optimize.c's dominator bit test) for blocks a, b."""
+        return self.dom_forest.is_ancestor(a.id, b.id)
 
     @staticmethod
     def compute_local_ud(b):
@@ -641,23 +769,107 @@ class _Optimizer:
             if not self.use_conflict(ep.pred, ep.succ.jt):
                 self.changed()
                 ep.succ = ep.succ.jt
-        while True:                      # `goto top`
-            x = ep.edom
-            restart = False
-            while x:
-                low = x & -x
-                k = low.bit_length() - 1
-                x ^= low
-                target = self.fold_edge(ep.succ, self.edges[k])
-                if target is not None and not self.use_conflict(ep.pred, target):
-                    self.done = False
-                    ep.succ = target
-                    if target.jt is not None:
-                        restart = True
+        child = ep.succ
+        if child.jt is None:
+            return
+        # libpcap (`goto top`) moves ep.succ one decided branch at a time: at each child
+        # it walks the edges dominating ep in ascending number and takes the first one
+        # fold_edge() accepts whose target has no use_conflict().  fold_edge only
+        # accepts an edge whose branch opcode and A value equal the child's; it then
+        # yields JT(child) for a true edge with the child's operand value (oval),
+        # JF(child) for a false edge with that value and, for `jeq #k`, for a true edge
+        # with another value.  Both functions are pure, so the first accepted edge is
+        # the lowest-numbered dominating edge among those classes whose target is
+        # unconflicted; one query per class (_stab_query) finds it.
+        #
+        # Long host lists make these walks cross every later clause (Theta(n^2) steps
+        # in libpcap).  A walk is a function of the class answers it asked for and of
+        # ep->pred's values on the atoms use_conflict() compared, because every block
+        # below ep.pred was handled earlier in this pass (levels ascend) and opt_j
+        # changes nothing else; so a walk starting at a block is recorded with those
+        # inputs (self.jmemo) and replayed when a later walk reaches that block with
+        # the same inputs.
+        classes = self.edge_classes
+        x = self.edom_forest.tin[ep.id]
+        tout = self.edom_forest.tout
+        oval_of = self.edge_oval
+        pval = ep.pred.val
+        answers: dict[int, object] = {}
+
+        def ask(ci):
+            if ci in answers:
+                return answers[ci]
+            r = answers[ci] = _stab_query(classes[ci], x, tout)
+            return r
+
+        def conflict(t):
+            use = t.out_use
+            if use == 0:
+                return False
+            tval = t.val
+            bad = False
+            for atom in range(N_ATOMS):
+                if use & (1 << atom):
+                    atoms[atom] = pval[atom]
+                    if pval[atom] != tval[atom]:
+                        bad = True
+            return bad
+
+        reqs: dict[int, object] = {}
+        atoms: dict[int, int] = {}
+        memo = self.jmemo
+        start = child
+        hops = 0
+        while True:
+            replayed = False
+            for ent_reqs, ent_atoms, ent_result, ent_hops in memo.get(child.id, ()):
+                for ci, want in ent_reqs.items():
+                    if ask(ci) != want:
                         break
-                    return
-            if not restart:
-                return
+                else:
+                    for atom, v in ent_atoms.items():
+                        if pval[atom] != v:
+                            break
+                    else:
+                        reqs.update(ent_reqs)
+                        atoms.update(ent_atoms)
+                        hops += ent_hops
+                        child = ent_result
+                        replayed = True
+                        break
+            if replayed:
+                break
+            ct, cf, c2, ov = child.jclass
+            best = -1
+            target = None
+            if ct >= 0:
+                r = reqs[ct] = ask(ct)
+                if r is not None and not conflict(child.jt):
+                    best = r
+                    target = child.jt
+            rf = None
+            if cf >= 0:
+                rf = reqs[cf] = ask(cf)
+            if c2 >= 0:
+                pair = reqs[c2] = ask(c2)
+                if pair is not None:
+                    r = pair[0] if oval_of[pair[0]] != ov else pair[1]
+                    if r is not None and (rf is None or r < rf):
+                        rf = r
+            if rf is not None and (best < 0 or rf < best) and not conflict(child.jf):
+                target = child.jf
+            if target is None:
+                break
+            hops += 1
+            child = target
+            if target.jt is None:
+                break
+        entries = memo.setdefault(start.id, [])
+        if len(entries) < 4:
+            entries.append((reqs, atoms, child, hops))
+        if hops:
+            self.done = False
+            ep.succ = child
 
     def _pullup(self, b, first: str, second: str):
         """or_pullup (first='jt': chains along JF with a common JT) and and_pullup
@@ -694,7 +906,7 @@ class _Optimizer:
                 return
             if same_exit(d) is not same_exit(b):
                 return
-            if not d.dom & (1 << b.id):
+            if not self.dominates(b, d):
                 return
             if d.val[A_ATOM] != val:
                 break
@@ -707,7 +919,7 @@ class _Optimizer:
                 return
             if same_exit(sblk) is not same_exit(b):
                 return
-            if not sblk.dom & (1 << b.id):
+            if not self.dominates(b, sblk):
                 return
             if sblk.val[A_ATOM] == val:
                 break
@@ -738,6 +950,62 @@ class _Optimizer:
                 self.opt_blk(p, do_stmts)
         if do_stmts:
             return
+        # Edge classes for opt_j, over the edges the edge-dominator walk reached:
+        # true edges by (opcode, A value, operand value), false edges likewise, and
+        # true edges by (opcode, A value) (for `jeq #k`, whose true edge with another
+        # operand value also decides the child).
+        tin = self.edom_forest.tin
+        tout = self.edom_forest.tout
+        oval_of = [0] * (2 * self.n_blocks)
+        g3t: dict[tuple, list] = {}
+        g3f: dict[tuple, list] = {}
+        g2t: dict[tuple, list] = {}
+        for e in self.edges:
+            i = e.id
+            if tin[i] < 0:
+                continue
+            code = e.code
+            if (abs(code) & 0x07) != BPF_JMP:
+                continue
+            p = e.pred
+            av = p.val[A_ATOM]
+            ov = oval_of[i] = p.oval
+            if code > 0:
+                g3t.setdefault((code, av, ov), []).append(i)
+                g2t.setdefault((code, av), []).append(i)
+            else:
+                g3f.setdefault((-code, av, ov), []).append(i)
+        self.edge_oval = oval_of
+        t3 = {k: _stab_build(v, tin, tout, _min_id) for k, v in g3t.items()}
+        f3 = {k: _stab_build(v, tin, tout, _min_id) for k, v in g3f.items()}
+
+        def min_two(prev, m):
+            # (lowest edge, lowest edge whose operand value differs from the first's)
+            if prev is None:
+                return (m, None)
+            m1, m2 = prev
+            if m < m1:
+                return (m, m1) if oval_of[m1] != oval_of[m] else (m, m2)
+            if oval_of[m] != oval_of[m1] and (m2 is None or m < m2):
+                return (m1, m)
+            return prev
+        t2 = {k: _stab_build(v, tin, tout, min_two) for k, v in g2t.items()}
+        # Each branch block's three classes as indices into one list (-1: empty).
+        classes: list = []
+        index: dict[tuple, int] = {}
+        for tag, table in (("t", t3), ("f", f3), ("2", t2)):
+            for k, st in table.items():
+                index[(tag,) + k] = len(classes)
+                classes.append(st)
+        self.edge_classes = classes
+        jeq_k = BPF_JMP | BPF_JEQ | BPF_K
+        for i in range(1, maxlevel + 1):
+            for p in self.level_blocks(i):
+                key = (p.code, p.val[A_ATOM], p.oval)
+                p.jclass = (index.get(("t",) + key, -1), index.get(("f",) + key, -1),
+                            index.get(("2",) + key[:2], -1) if p.code == jeq_k else -1,
+                            p.oval)
+        self.jmemo: dict[int, list] = {}
         for i in range(1, maxlevel + 1):
             for p in self.level_blocks(i):
                 self.opt_j(p.et)
@@ -756,7 +1024,6 @@ class _Optimizer:
             self.find_levels()
             self.find_dom()
             self.find_ud()
-            self.find_edom()
             self.opt_blks(do_stmts)
             if self.done:
                 break
@@ -784,42 +1051,51 @@ class _Optimizer:
         return seen
 
     def intern_blocks(self):
-        """optimize.c intern_blocks: each live block i links to the first live block
-        j > i equal to it (same branch, successors and non-NOP statements), or to
-        what that one links to; edges are redirected until nothing changes.  The
-        "first equal j > i" search is done with a dictionary of signatures, scanning
-        i downwards, instead of libpcap's pairwise loop (same result, linear time)."""
-        blocks = self.blocks
-        n = self.n_blocks
-        sig = [tuple((st.code, st.k) for st in b.stmts if st.code != NOP) for b in blocks]
-        while True:
-            done1 = True
-            for b in blocks:
-                b.link = None
-            marked = self._reachable()
-            first: dict = {}
-            for i in range(n - 1, -1, -1):
-                bi = blocks[i]
-                if id(bi) not in marked:
+        """optimize.c intern_blocks, computed in one bottom-up pass.
+
+        libpcap repeats: link every live block to the highest-numbered live block equal
+        to it (same branch, same successors, same non-NOP statements), redirect edges,
+        until nothing changes — one level of the graph per round, O(n) rounds.  The
+        fixed point is what we compute directly: classes of blocks equal once their
+        successors are identified, bottom-up over the live graph, each class
+        represented by its highest-numbered member (libpcap's link chains all end
+        there).  The root is never redirected (nothing points to it)."""
+        post: list[OBlock] = []
+        seen = set()
+        stack = [(self.root, 0)]
+        while stack:
+            b, state = stack.pop()
+            if state == 0:
+                if id(b) in seen:
                     continue
-                key = (bi.code, bi.k, id(bi.et.succ), id(bi.ef.succ), sig[i])
-                if i < n - 1:
-                    bj = first.get(key)
-                    if bj is not None:
-                        bi.link = bj.link if bj.link is not None else bj
-                first[key] = bi
-            for p in blocks:
-                et, ef = p.et, p.ef
-                if et.succ is None:
-                    continue
-                if et.succ.link is not None:
-                    done1 = False
-                    et.succ = et.succ.link
-                if ef.succ.link is not None:
-                    done1 = False
-                    ef.succ = ef.succ.link
-            if done1:
-                return
+                seen.add(id(b))
+                stack.append((b, 1))
+                if (b.code & 0x07) != BPF_RET:
+                    stack.append((b.ef.succ, 0))
+                    stack.append((b.et.succ, 0))
+            else:
+                post.append(b)
+        cls: dict[int, int] = {}             # id(block) -> class number
+        keys: dict[tuple, int] = {}
+        rep: list[OBlock] = []
+        for b in post:                       # successors before predecessors
+            if (b.code & 0x07) != BPF_RET:
+                succ = (cls[id(b.et.succ)], cls[id(b.ef.succ)])
+            else:
+                succ = (None, None)
+            key = (b.code, b.k, succ,
+                   tuple((st.code, st.k) for st in b.stmts if st.code != NOP))
+            c = keys.get(key)
+            if c is None:
+                c = keys[key] = len(rep)
+                rep.append(b)
+            elif b.id > rep[c].id:
+                rep[c] = b
+            cls[id(b)] = c
+        for b in post:
+            if (b.code & 0x07) != BPF_RET:
+                b.et.succ = rep[cls[id(b.et.succ)]]
+                b.ef.succ = rep[cls[id(b.ef.succ)]]
 
     def opt_root(self):
         b = self.root

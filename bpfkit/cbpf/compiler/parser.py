@@ -137,6 +137,12 @@ class Parser:
         while self.cur.kind in ("AND", "OR"):
             op = self.advance().kind
             if self._id_follows():
+                if self.peek().kind == "NUM" and \
+                        self.la(1).kind not in ("AND", "OR", ")", "EOF"):
+                    # `expr and NUM <junk>`: bison cannot tell an id from an arth
+                    # operand here, so it reports the syntax error before gen_ncode.
+                    self.advance()
+                    self.syntax_error(self.cur)
                 b2, q2 = self.id_(q)
             else:
                 b2, q2 = self.term(q)
@@ -218,6 +224,11 @@ class Parser:
                 self.advance()
                 return self.other_pqual(PNAME[k], t), A.QERR
             self.advance()
+            if nk not in ("AND", "OR", ")", "EOF"):
+                # bison's default action after `pname` reduces it to a pqual (no
+                # semantic action), so a bad lookahead is a syntax error before any
+                # "link layer applied in wrong context" could be reported.
+                self.syntax_error(self.cur)
             self.at(t)
             return self.gen.gen_proto_abbrev(PNAME[k]), A.QERR
         if k in HEAD_START:
@@ -239,7 +250,8 @@ class Parser:
 
     # -- head id --
     def head_id(self, q_prev: A.Qual):
-        start = self.cur
+        """rterm: head id.  The head's qualifiers replace q_prev for this id and for
+        bare values after it."""
         proto = None
         if self.cur.kind in PNAME:
             proto = PNAME[self.advance().kind]
@@ -267,7 +279,6 @@ class Parser:
         else:
             self.syntax_error(self.cur)
         q = A.Qual(proto, dir_, addr)
-        del start
         b, _ = self.id_(q)
         return b, q
 
@@ -342,13 +353,15 @@ class Parser:
         g = self.gen
         if t.kind == "ID":
             return g.gen_scode(t.value, q)
+        # (peek, not cur: with a lexical error as lookahead bison still takes the
+        # default reduction `nid: HID`, whose gencode error then wins.)
         if t.kind == "HID":
-            if self.cur.kind == "/":
+            if self.peek().kind == "/":
                 self.advance()
                 n = self.expect("NUM").value
                 self.at(t)
                 return g.gen_mcode(t.value, None, n, q)
-            if self.cur.kind == "NETMASK":
+            if self.peek().kind == "NETMASK":
                 self.advance()
                 m = self.expect("HID").value
                 self.at(t)
@@ -356,10 +369,15 @@ class Parser:
             for addr, word in ((A.PORT, "port"), (A.PORTRANGE, "portrange"),
                                (A.PROTO, "proto"), (A.PROTOCHAIN, "protochain")):
                 if q.addr == addr:
+                    # grammar.y reports these with bpf_set_error(), which keeps an
+                    # error the lexer already set for the lookahead token.
+                    la = self.peek()
+                    if la.kind == "ERROR" and la.value:
+                        self.cur
                     g.error(f"'{word}' modifier applied to ip host")
             return g.gen_ncode(t.value, 0, q)
         if t.kind == "HID6":
-            if self.cur.kind == "/":
+            if self.peek().kind == "/":
                 self.advance()
                 n = self.expect("NUM").value
                 self.at(t)
@@ -434,9 +452,9 @@ class Parser:
             a = self.arth()
             self.expect(")")
             return a
-        if t.kind in PNAME and self.peek(1).kind == "[":
+        if t.kind in PNAME:
             self.advance()
-            self.advance()
+            self.expect("[")
             inst = self.arth()
             size = 1
             if self.cur.kind == ":":
@@ -500,7 +518,11 @@ class Parser:
         g.error("frame direction supported only with 802.11 headers")
 
     def _opt_pnum(self):
-        if self.cur.kind == "NUM" or (self.cur.kind == "(" and self._paren_is_pnum(0)):
+        # A lexical error as lookahead does not stop bison's default reduction of
+        # `vlan`/`mpls`/... without a number, whose own error (if any) then replaces
+        # the lexer's message: so peek without raising here.
+        k = self.peek().kind
+        if k in ("NUM", "("):         # bison shifts '(' as the start of a pnum
             return self.pnum(), True
         return 0, False
 
@@ -545,7 +567,7 @@ class Parser:
             self.at(t)
             return g.gen_geneve(v, has)
         if k == "LLC":
-            if self.cur.kind == "ID":
+            if self.peek().kind == "ID":
                 name = self.advance().value
                 self.at(t)
                 if name in ("i", "s", "u"):
@@ -555,7 +577,7 @@ class Parser:
                 if name in LLC_U_SUBTYPES:
                     return g.gen_llc("u_sub", LLC_U_SUBTYPES[name])
                 g.error(f'unknown LLC type name "{name}"')
-            if self.cur.kind == "PF_RNR":
+            if self.peek().kind == "PF_RNR":
                 self.advance()
                 return g.gen_llc("s_sub", LLC_S_SUBTYPES["rnr"])
             return g.gen_llc()
@@ -594,9 +616,9 @@ class Parser:
         c = self.cur
         if c.kind == "NUM":
             self.advance()
-        elif c.kind in RELOP and self.peek(1).kind == "NUM":
+        elif c.kind in RELOP:
             self.advance()
-            self.advance()
+            self.expect("NUM")
         elif c.kind == "(":
             # atmlistvalue: libpcap generates (and so rejects) at its first value
             self.advance()
