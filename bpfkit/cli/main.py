@@ -13,7 +13,8 @@ from ..errors import BpfError, CaptureWarning
 from .common import EXIT_USAGE, eprint
 
 # Subcommand modules, in the order `--help` lists them.
-COMMANDS = ["compile", "filter", "asm", "disasm", "validate", "run", "inspect", "compare"]
+COMMANDS = ["compile", "filter", "asm", "disasm", "validate", "run", "translate",
+            "compare", "inspect"]
 
 DESCRIPTION = """\
 bpfkit runs Berkeley Packet Filter programs over packet captures, outside the kernel,
