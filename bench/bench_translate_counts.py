@@ -23,6 +23,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from bpfkit.cbpf.compiler import compile_filter  # noqa: E402
+from bpfkit.cbpf.validate import ebpf_length  # noqa: E402
 from bpfkit.errors import BpfError  # noqa: E402
 from bpfkit.translate import translate_socket, translate_xdp  # noqa: E402
 
@@ -65,6 +66,7 @@ def main(argv=None) -> int:
             continue        # compare like with like: only programs every mode translates
         total["both"] += 1
         total["classic"] += len(prog)
+        total["kernel image"] += ebpf_length(prog)
         for name, tr in results.items():
             total[name] += len(tr.insns)
             if name.startswith("xdp"):
@@ -75,6 +77,8 @@ def main(argv=None) -> int:
     print("| code | eBPF instructions | x classic | bounds guards |")
     print("|---|---:|---:|---:|")
     print(f"| classic source | {c} | 1.00 | - |")
+    print(f"| kernel's in-kernel image (ebpf_length) | {total['kernel image']} | "
+          f"{total['kernel image'] / c:.2f} | - |")
     for name in ("socket", "xdp per-load", "xdp widened"):
         g = total.get(name + " guards")
         print(f"| {name} | {total[name]} | {total[name] / c:.2f} | "
