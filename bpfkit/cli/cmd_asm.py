@@ -137,10 +137,13 @@ def read_input(path: str, what: str = "program") -> bytes:
 
 
 def read_ebpf_program(path: str, *, fmt: str = "auto", syntax: str = "llvm",
-                      byteorder: str = "little", prog_type="xdp", maps=()):
-    """An eBPF Program from a file or stdin; errors are prefixed with the file name."""
+                      byteorder: str = "little", prog_type="xdp", maps=(),
+                      data: bytes | None = None):
+    """An eBPF Program from a file or stdin (or `data` already read from `path`);
+    errors are prefixed with the file name."""
     from ..ebpf.program import Program
-    data = read_input(path)
+    if data is None:
+        data = read_input(path)
     try:
         return Program.load(data, fmt, syntax=syntax, byteorder=byteorder,
                             prog_type=prog_type, maps=maps)

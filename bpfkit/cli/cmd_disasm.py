@@ -1,13 +1,15 @@
 """bpfkit disasm: read a classic BPF program in any encoding, print it in another;
-with --ebpf, an eBPF program (raw bytes or hex) as a listing."""
+with --ebpf, an eBPF program (raw bytes, hex, or a section of an ELF object) as a listing."""
 from __future__ import annotations
 
 import argparse
 
 from ..cbpf.encodings import LOAD_FORMATS, read_program
 from ..errors import UsageError
-from .cmd_asm import (EBPF_SYNTAXES, add_map_option, add_output_options, map_specs,
-                      read_ebpf_program, write_ebpf_output, write_output)
+from .cmd_asm import (EBPF_OUTPUTS, EBPF_SYNTAXES, add_map_option, add_output_options, emit,
+                      map_specs, read_ebpf_program, read_input, write_ebpf_output,
+                      write_output)
+from .elf_args import add_elf_options, is_elf, load_object, refuse_non_elf_options
 
 EBPF_FORMATS = ("auto", "raw", "hex", "asm")
 
@@ -33,10 +35,10 @@ eBPF (--ebpf):
   big), hex text (`b7 00 00 00 01 00 00 00`, with or without spaces, or one
   0x-prefixed 64-bit word per slot as in bpf_conformance's `-- raw` sections), or
   eBPF assembly (llvm syntax).  Detected, or forced with --format raw|hex|asm.
-  ELF objects (a section of a clang -target bpf .o) are not read yet: that comes with
-  the ELF loader.  Meanwhile `llvm-objcopy -O binary --only-section=xdp prog.o
-  prog.bin` extracts a section's bytes, but without its relocations: map
-  references then show as plain `r1 = 0 ll`.
+  An ELF object (clang -O2 -g -target bpf -c prog.c) is read with its relocations:
+  pick the program with --section and/or --name (needed when there are several); the
+  listing then shows map references by name and, with BTF line info (-g), the source
+  line before its instructions, as `bpftool prog dump xlated linum` does.
   Output: -d (default) a listing in --syntax llvm (as llvm-objdump -d
   --no-show-raw-insn), kernel (as the verifier log, `0: (b7) r0 = 1`) or conformance;
   --text the instructions without slot numbers; --hex; --raw.  --byteorder applies
@@ -46,6 +48,7 @@ eBPF (--ebpf):
   to see `r1 = NAME ll` instead of `ld_pseudo r1, 5, N`.
 
   bpfkit disasm --ebpf prog.bin
+  bpfkit disasm --ebpf prog.o --section xdp
   bpfkit disasm --ebpf --byteorder big --syntax kernel prog-be.bin
   echo 'b7 00 00 00 02 00 00 00 95 00 00 00 00 00 00 00' | bpfkit disasm --ebpf -
 """
@@ -64,23 +67,46 @@ def register(sub) -> None:
     p.add_argument("--syntax", choices=EBPF_SYNTAXES, default=None,
                    help="eBPF listing syntax (default llvm)")
     add_map_option(p, full=False)
+    add_elf_options(p, with_set=False)
     add_output_options(p)
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     if args.ebpf:
+        data = read_input(args.source)
+        if is_elf(data):
+            return _disasm_elf(args, data)
+        refuse_non_elf_options(args)
         if args.informat not in EBPF_FORMATS:
             raise UsageError(f"--format {args.informat} is classic BPF; eBPF input is "
                              f"{', '.join(EBPF_FORMATS)}")
         prog = read_ebpf_program(args.source, fmt=args.informat, byteorder=args.byteorder,
-                                 maps=map_specs(args.maps, full=False))
+                                 maps=map_specs(args.maps, full=False), data=data)
         write_ebpf_output(args, prog, args.syntax or "llvm")
         return 0
     if args.syntax or args.maps:
         raise UsageError("--syntax and --map are for eBPF programs: add --ebpf")
+    refuse_non_elf_options(args)
     if args.informat == "hex":
         raise UsageError("--format hex is for eBPF programs: add --ebpf")
     prog = read_program(args.source, fmt=args.informat, byteorder=args.byteorder)
     write_output(args, prog)
+    return 0
+
+
+def _disasm_elf(args, data: bytes) -> int:
+    from ..ebpf.elfinfo import source_listing
+    if args.maps:
+        raise UsageError("--map: an ELF object defines its own maps")
+    obj = load_object(data, args.source)
+    syntax = args.syntax or "llvm"
+    if EBPF_OUTPUTS.get(args.output) == "listing":
+        text = source_listing(obj, args.elf_func, section=args.section, syntax=syntax)
+        emit(args, text)
+        return 0
+    p = obj.find_program(args.elf_func, section=args.section)
+    prog = obj.program(p.name, section=p.section,
+                       prog_type=p.prog_type if p.prog_type is not None else "xdp")
+    write_ebpf_output(args, prog, syntax)
     return 0

@@ -8,7 +8,8 @@ from ..cbpf.encodings import read_program
 from ..errors import UsageError
 from ..filtering import run_program
 from .capture_args import Progress, add_read_options, report_problems
-from .cmd_asm import EBPF_SYNTAXES, add_map_option, map_specs, read_ebpf_program
+from .cmd_asm import EBPF_SYNTAXES, add_map_option, map_specs, read_ebpf_program, read_input
+from .elf_args import add_elf_options, is_elf, load_object, parse_sets, refuse_non_elf_options
 from .common import print_json
 
 EPILOG = """\
@@ -43,6 +44,13 @@ eBPF (--ebpf --type xdp|socket):
   string per CPU).  -w FILE writes every packet as the program left it (XDP
   rewrites, adjust_head/tail) with its original timestamp.
 
+  An ELF object (clang -O2 -g -target bpf -c prog.c -o prog.o) brings its own maps
+  and global data: pick the program with --section/--name, the type comes from the
+  section name (libbpf's conventions; --type overrides), and --set NAME=VALUE sets a
+  global (e.g. `const volatile` configuration in .rodata) before the run.  Global data
+  appears in --dump-maps under its section name (.data, .bss, .rodata).
+
+  bpfkit run --ebpf prog.o --section xdp -r in.pcap --set max_len=1500 --dump-maps
   bpfkit run --ebpf --type xdp count.s --map proto:array:4:8:256 -r in.pcap --dump-maps
   bpfkit run --ebpf --type socket filter.bin -r in.pcap --json | jq .counts
   bpfkit run --ebpf --type xdp rewrite.s -r in.pcap -w rewritten.pcap
@@ -77,6 +85,7 @@ def register(sub) -> None:
                    help="seed of bpf_get_prandom_u32's generator (default 0)")
     e.add_argument("-w", dest="outfile", metavar="FILE",
                    help="write the packets as the program left them (pcap)")
+    add_elf_options(e, with_set=True)
     e.add_argument("--trace", action="store_true",
                    help="print bpf_trace_printk lines (they are always in --json)")
     p.set_defaults(func=run)
@@ -84,7 +93,8 @@ def register(sub) -> None:
 
 _EBPF_ONLY = (("prog_type", "--type"), ("maps", "--map"), ("dump_maps", "--dump-maps"),
               ("outfile", "-w"), ("trace", "--trace"), ("informat", "--format"),
-              ("syntax", "--syntax"), ("byteorder", "--byteorder"), ("seed", "--seed"))
+              ("syntax", "--syntax"), ("byteorder", "--byteorder"), ("seed", "--seed"),
+              ("section", "--section"), ("elf_func", "--name"), ("sets", "--set"))
 
 
 def run(args) -> int:
@@ -112,13 +122,26 @@ def run(args) -> int:
 def run_ebpf(args) -> int:
     from ..ebpf.runner import run_capture
     from ..pcap import write_capture
-    if not args.prog_type:
-        raise UsageError("--ebpf needs --type xdp or --type socket")
-    prog = read_ebpf_program(args.prog, fmt=args.informat or "auto",
-                             syntax=args.syntax or "llvm", byteorder=args.byteorder or "little",
-                             prog_type=args.prog_type, maps=map_specs(args.maps, full=True))
+    data = read_input(args.prog)
+    maps = None
+    if is_elf(data):
+        if args.maps:
+            raise UsageError("--map: an ELF object defines its own maps")
+        obj = load_object(data, args.prog)
+        # the section names the type (libbpf's conventions); --type overrides it
+        prog = obj.program(args.elf_func, section=args.section, prog_type=args.prog_type)
+        maps = obj.create_maps(config=parse_sets(args.sets))
+    else:
+        refuse_non_elf_options(args)
+        if not args.prog_type:
+            raise UsageError("--ebpf needs --type xdp or --type socket")
+        prog = read_ebpf_program(args.prog, fmt=args.informat or "auto",
+                                 syntax=args.syntax or "llvm",
+                                 byteorder=args.byteorder or "little",
+                                 prog_type=args.prog_type,
+                                 maps=map_specs(args.maps, full=True), data=data)
     progress = Progress("run")
-    res = run_capture(prog, args.capture, count=args.count, seed=args.seed or 0,
+    res = run_capture(prog, args.capture, count=args.count, maps=maps, seed=args.seed or 0,
                       strict=args.strict, progress=progress)
     progress.done()
     report_problems("run", res.problems)
