@@ -11,9 +11,11 @@ values in CPU 0's slot, as the bpfkit run (cpu 0) has."""
 from __future__ import annotations
 
 import ctypes
+import errno
 import json
 import mmap
 import os
+import re
 import shutil
 import struct
 import subprocess
@@ -26,6 +28,7 @@ import oracles
 from bpfkit.ebpf import isa
 from bpfkit.ebpf.elf import open_elf
 from bpfkit.ebpf.isa import Insn
+from bpfkit.ebpf.maps import MapError
 from bpfkit.ebpf.maps.consts import MapType
 from bpfkit.ebpf.runner import Runner, run_capture
 from bpfkit.pcap import open_capture
@@ -100,6 +103,19 @@ def kernel_map_info(pin: Path) -> dict:
     out = subprocess.run(["bpftool", "-j", "map", "show", "pinned", str(pin)],
                          check=True, capture_output=True, text=True, timeout=60).stdout
     return json.loads(out)
+
+
+BPF_OBJ_GET_INFO_BY_FD = 15
+
+
+def kernel_map_id(fd: int) -> int:
+    """The kernel's id of map `fd`: BPF_OBJ_GET_INFO_BY_FD (attr: bpf_fd u32, info_len
+    u32, info u64) filling the first 8 bytes of struct bpf_map_info (type u32, id u32)."""
+    info = ctypes.create_string_buffer(8)
+    attr = struct.pack("=IIQ", fd, 8, ctypes.addressof(info)) + bytes(120 - 16)
+    rc = oracles.bpf_syscall(BPF_OBJ_GET_INFO_BY_FD, attr)
+    assert rc == 0, os.strerror(-rc)
+    return struct.unpack_from("=I", info.raw, 4)[0]
 
 
 def kernel_contents(fd: int, spec, ncpu: int) -> dict[bytes, object]:
@@ -211,6 +227,21 @@ def run_and_compare(program, runner, pfd: int, map_fd) -> list[int]:
             assert mine and mine == kernel_ringbuf_records(map_fd(spec.name),
                                                            spec.max_entries)
             continue
+        if spec.type in (MapType.ARRAY_OF_MAPS, MapType.HASH_OF_MAPS):
+            # the kernel's slots hold inner map ids, bpfkit's the BpfMaps themselves:
+            # equal when each slot names the same map of the object
+            # (an array of maps lists every index as a key; empty slots are ENOENT)
+            names = {kernel_map_id(map_fd(n)): n for n in program.map_names}
+            km = oracles.KernelMap(map_fd(spec.name), spec.key_size, spec.value_size)
+            theirs = {}
+            for k in km.keys():
+                rc, v = km.lookup(k)
+                assert rc in (0, -errno.ENOENT), rc
+                if rc == 0:
+                    theirs[k] = names[struct.unpack("=I", v)[0]]
+            mine = {k: v.name for k, v in runner.maps[spec.name].items()}
+            assert mine == theirs and mine, spec.name
+            continue
         theirs = kernel_contents(map_fd(spec.name), spec, ncpu)
         mine = dict(runner.maps[spec.name].items())
         assert mine == theirs, spec.name
@@ -270,6 +301,25 @@ def test_object_against_libbpf_and_the_kernel(stem, prog):
                 key = bytes(int(x, 16) for x in e["key"])
                 assert json.dumps(o.format_entry(m.name, key, mine[key])) == json.dumps(e.get("formatted")), \
                     (m.name, key)
+
+
+def test_map_in_map_mismatched_initialiser():
+    """tests/data/elf/bad/map_in_map_mismatch.c puts an 8-entry ARRAY in a slot whose
+    inner definition has 4 entries: libbpf's load fails at that slot (the kernel's
+    update gives EINVAL), and bpfkit's create_maps refuses the same slot with EINVAL
+    (the object itself loads: the mismatch is found when the maps are made)."""
+    obj = build_object("bad/map_in_map_mismatch")
+    r = subprocess.run(["bpftool", "prog", "loadall", str(obj),
+                        f"/sys/fs/bpf/bpfkit_elf_bad_{uuid.uuid4().hex[:12]}", "type", "xdp"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0
+    # libbpf: "map 'outer': failed to initialize slot [1] to map 'big' fd=N: -22"
+    assert re.search(r"failed to initialize slot \[1\] to map 'big' fd=\d+: -22", r.stderr), \
+        r.stderr[-2000:]
+    o = open_elf(obj)
+    with pytest.raises(MapError, match=r"map 'outer' slot 1: cannot hold map 'big'") as e:
+        o.create_maps()
+    assert e.value.errno == errno.EINVAL
 
 
 @pytest.mark.parametrize("config", [{"blocked_port": 53}, {"blocked_port": 443},

@@ -17,8 +17,10 @@ import pytest
 from bpfkit.ebpf import isa
 from bpfkit.ebpf.elf import (BPF_F_MMAPABLE, BPF_F_RDONLY_PROG, open_elf,
                              prog_type_for_section)
+from bpfkit.ebpf.maps import MapSpec
 from bpfkit.ebpf.maps.consts import MapType
 from bpfkit.ebpf.runner import run_capture
+from bpfkit.pcap import open_capture
 from bpfkit.errors import UnsupportedError, UsageError
 
 pytestmark = pytest.mark.clang
@@ -147,6 +149,16 @@ EXPECT = {
         maps=[("events", MapType.RINGBUF, 0, 0, 4096, 0),
               ("stats", MapType.ARRAY, 4, 8, 3, 0)],
         license="GPL", key_types={"stats": ("__u32", "__u64")}),
+    "map_in_map": dict(
+        programs=[("map_in_map", "xdp", 6, ())],
+        # .maps in BTF DATASEC order (clang: source order here); the outer maps'
+        # values are 4-byte map fds (libbpf parse_btf_map_def for `values`)
+        maps=[("inner_even", MapType.ARRAY, 4, 16, 4, 0),
+              ("inner_odd", MapType.ARRAY, 4, 16, 4, 0),
+              ("outer", MapType.ARRAY_OF_MAPS, 4, 4, 4, 0),
+              ("by_key", MapType.HASH_OF_MAPS, 4, 4, 8, 0)],
+        license="GPL", key_types={"inner_odd": ("__u32", "struct cell"),
+                                  "outer": ("__u32", None), "by_key": ("__u32", None)}),
     "legacy_maps": dict(
         programs=[("count_bytes", "xdp", 6, ()), ("drop_small", "xdp", 6, ())],
         maps=[("byte_count", MapType.ARRAY, 4, 8, 4, 0),
@@ -270,6 +282,44 @@ def test_prog_array_initialiser():
     assert o.maps[0].prog_slots == ((1, "tail_drop"), (2, "tail_count"))
     jmp = o.create_maps()["jmp"]
     assert [jmp.get_object(i) is not None for i in range(4)] == [False, True, True, False]
+
+
+def test_map_in_map_initialiser():
+    """`__array(values, struct inner_map)` = { [0] = &inner_even, [1] = &inner_odd }:
+    the outer map's inner spec is struct inner_map's (ARRAY, u32 key, 16-byte struct
+    cell, 4 entries; libbpf names it "outer.inner") and those slots hold the very
+    BpfMaps created for inner_even and inner_odd; slots 2 and 3 are empty.  The hash
+    of maps `by_key` = { [5] = &inner_odd } has the one key 5."""
+    o = open_elf(build_object("map_in_map"))
+    m = {x.name: x for x in o.maps}
+    assert m["outer"].map_slots == ((0, "inner_even"), (1, "inner_odd"))
+    assert m["by_key"].map_slots == ((5, "inner_odd"),)
+    assert m["outer"].prog_slots == m["by_key"].prog_slots == ()
+    assert m["inner_odd"].map_slots == () and m["inner_odd"].spec.inner is None
+    assert m["outer"].spec.inner == MapSpec(MapType.ARRAY, 4, 16, 4, 0, name="outer.inner")
+    assert m["by_key"].spec.inner == MapSpec(MapType.ARRAY, 4, 16, 4, 0, name="by_key.inner")
+    maps = o.create_maps()
+    slots = [maps["outer"].get_object(i) for i in range(4)]
+    assert slots[0] is maps["inner_even"] and slots[1] is maps["inner_odd"]
+    assert slots[2:] == [None, None]
+    assert [(k, v) for k, v in maps["by_key"].items()] == \
+        [((5).to_bytes(4, "little"), maps["inner_odd"])]
+    assert o.format_entry("outer", bytes(4), maps["inner_even"]) is None
+    # the program's lookups go through the outer maps into these objects: every IPv4
+    # frame of sample.pcap (ethertype 0x0800 and a whole 20-byte IP header, the
+    # program's test) and every IPv6 frame (0x86dd, through by_key) is counted in
+    # one of them (test_elf_kernel.py compares the counts with the kernel's)
+    r = run_capture(o.program(), str(SAMPLE), maps=maps)
+    counted = sum(int.from_bytes(v[:8], "little") for n in ("inner_even", "inner_odd")
+                  for _, v in maps[n].items())
+    with open_capture(str(SAMPLE)) as cap:
+        frames = [bytes(d) for batch in cap for _, d in batch]
+    ipv4 = sum(1 for d in frames if len(d) >= 34 and d[12:14] == b"\x08\x00")
+    ipv6 = sum(1 for d in frames if d[12:14] == b"\x86\xdd")
+    assert ipv4 and ipv6 and counted == ipv4 + ipv6 < r.packets
+    cell3 = maps["inner_odd"].lookup(3)
+    assert int.from_bytes(cell3[:8], "little") >= ipv6
+    assert {"PASS", "DROP"} <= set(r.verdicts)
 
 
 def test_program_selection_and_types():

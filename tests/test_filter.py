@@ -236,3 +236,32 @@ def test_truncated_capture_warns_with_offset_and_keeps_records(tmp_path):
 def test_usage_error_exit_2():
     r = _cli("filter", "tcp")                # -r missing
     assert r.returncode == 2 and "-r" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_output_that_is_the_input_is_refused(tmp_path):
+    """The input is memory-mapped: truncating it for the output would kill the process
+    (SIGBUS).  tcpdump -r X -w X leaves an empty capture; bpfkit refuses, input intact."""
+    src = tmp_path / "x.pcap"
+    src.write_bytes(SAMPLE.read_bytes())
+    r = _cli("filter", "--prog", str(ROOT / "pcaps" / "tcp-port-80.bpf"), "-r", str(src),
+             "-w", str(src))
+    assert r.returncode == 2 and "is the input capture" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr and src.read_bytes() == SAMPLE.read_bytes()
+
+
+def test_filter_output_over_a_larger_file_and_through_a_pipe(tmp_path):
+    """The writer truncates an existing output at its first write (on the writer
+    thread): no byte of the old file survives.  Standard output as a pipe gets the same
+    bytes (writev on a pipe may be short and is resumed)."""
+    out = tmp_path / "out.pcap"
+    out.write_bytes(b"\xee" * (3 * SAMPLE.stat().st_size))
+    s = filter_capture(ACCEPT_ALL, str(SAMPLE), str(out))
+    assert s.kept == s.packets > 0
+    assert out.read_bytes() == SAMPLE.read_bytes()    # same precision and byte order
+    r = subprocess.run([sys.executable, "-m", "bpfkit.cli", "filter", "--prog",
+                        str(ROOT / "pcaps" / "tcp-port-80.bpf"), "-r", str(SAMPLE), "-w", "-"],
+                       capture_output=True)
+    assert r.returncode == 0, r.stderr
+    filter_capture(read_program(str(ROOT / "pcaps" / "tcp-port-80.bpf")), str(SAMPLE),
+                   str(out))
+    assert r.stdout == out.read_bytes()

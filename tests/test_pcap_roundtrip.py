@@ -285,9 +285,29 @@ def test_gather_writer_writes_the_crafted_bytes(tmp_path, monkeypatch, fmt, sour
         got = f.getvalue()
     else:
         out = tmp_path / "out"
+        out.write_bytes(b"\xee" * 5000)         # an old, longer file: truncated first
         write_capture(out, [b[:2], b[2:]], format=fmt, nanos=nanos, snaplen=1514)
         got = out.read_bytes()
     assert got == want
+
+
+@pytest.mark.parametrize("fmt", ["pcap", "pcapng"])
+def test_an_existing_file_is_replaced_even_without_packets(tmp_path, fmt):
+    """The truncation of an existing file waits for the first write; closing without
+    one, or dropping the writer unclosed, still leaves just the file header."""
+    import gc
+    empty = PacketBatch.empty()
+    want = _crafted(empty, fmt, False, 262144, idbs=((1, 262144),))
+    for close in (True, False):
+        p = tmp_path / f"old.{fmt}"
+        p.write_bytes(b"\xee" * 100)
+        w = CaptureWriter(p, format=fmt)
+        if close:
+            w.close()
+        else:
+            del w
+            gc.collect()
+        assert p.read_bytes() == want, close
 
 
 def test_pcapng_interfaces_of_one_link_type(tmp_path):

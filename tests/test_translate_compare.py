@@ -1,19 +1,30 @@
 """bpfkit.translate.compare and `bpfkit compare`: every pair agrees on real captures;
 disagreements (provoked by swapping in a wrong reference) are counted, listed and give
-exit status 1; a missing translation is reported as unavailable."""
+exit status 1; a missing translation is reported as unavailable.  With the kernel
+(`kernel` marker): the three kernel pairs agree on the sample capture, packets the
+kernel refuses are skipped per reason exactly as tests/oracles.py's calls refuse them,
+and an unavailable kernel is listed (auto) or an error (yes)."""
 from __future__ import annotations
 
 import json
+import os
+import socket
 from pathlib import Path
 
 import pytest
 
-from bpfkit.cbpf.isa import SKF_AD_OFF
+import oracles
+from bpfkit import kernel as bkernel
+from bpfkit.cbpf.isa import SKF_AD_OFF, SKF_AD_RANDOM
 from bpfkit.cbpf.program import Program
 from bpfkit.cli.main import main
+from bpfkit.errors import BpfError
 from bpfkit.pcap import read_capture
+from bpfkit.pcap.batch import PacketBatch
 from bpfkit.translate import compare
 from bpfkit.translate.compare import compare_batch
+from bpfkit.translate.socket import translate_socket
+from bpfkit.translate.xdp import translate_xdp
 
 from cbpf_gen import tcpdump_program
 
@@ -56,9 +67,182 @@ def test_unavailable_translation():
 
 
 def test_cli(capsys, tmp_path):
-    assert main(["compare", "-r", str(SAMPLE), "--json", "tcp", "port", "80"]) == 0
+    assert main(["compare", "-r", str(SAMPLE), "--kernel", "no", "--json", "tcp", "port",
+                 "80"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["ok"] and [p["pair"] for p in out["pairs"]] == ["socket", "xdp"]
     assert main(["compare", "-r", str(SAMPLE), "udp"]) == 0
     text = capsys.readouterr().out
     assert text.splitlines()[0].split()[:3] == ["pair", "left", "right"]
+
+
+# --- the kernel pairs ---------------------------------------------------------------
+
+KERNEL_PAIRS = ["kernel-cbpf", "kernel-socket", "kernel-xdp"]
+KERNEL_EXPRS = ["tcp port 80", "udp or icmp", "ip6 and tcp", "vlan and ip",
+                "tcp[tcpflags] & tcp-syn != 0"]
+TESTRUN_ETH = bytes(12) + b"\x88\xb5"
+
+
+def _oracle_delivered(prog, pkts):
+    """Per packet, the length an AF_UNIX receiver gets with the program attached via
+    oracles.attach_filter (None when dropped)."""
+    tx, rx = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    try:
+        rx.setblocking(False)
+        tx.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
+        rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        oracles.attach_filter(rx, prog.as_tuples())
+        out = []
+        for p in pkts:
+            tx.send(p)
+            try:
+                out.append(len(rx.recv(1 << 17)))
+            except BlockingIOError:
+                out.append(None)
+        return out
+    finally:
+        tx.close()
+        rx.close()
+
+
+@pytest.mark.kernel
+@pytest.mark.tcpdump
+@pytest.mark.parametrize("expr", KERNEL_EXPRS)
+def test_kernel_pairs_agree_on_sample(expr):
+    batch = read_capture(str(SAMPLE))
+    prog = tcpdump_program(expr)
+    rep = compare_batch(prog, batch, kernel=True)
+    assert [p.name for p in rep.pairs] == ["socket", "xdp"] + KERNEL_PAIRS
+    assert rep.ok
+    # every sample frame is 42..1538 bytes: nothing is refused, every packet compared
+    for p in rep.pairs:
+        assert p.unavailable is None and p.error is None
+        assert p.compared == p.agreed == len(batch) and p.skipped == 0
+    # not a trivial agreement: the oracle's kernel both drops and delivers packets
+    got = _oracle_delivered(prog, [bytes(batch[i]) for i in range(len(batch))])
+    assert 0 < sum(g is None for g in got) < len(batch), expr
+
+
+@pytest.mark.kernel
+@pytest.mark.tcpdump
+def test_cli_kernel_yes_on_sample(capsys):
+    assert main(["compare", "-r", str(SAMPLE), "--kernel", "yes", "--json", "tcp"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["ok"] and [p["pair"] for p in out["pairs"]] == ["socket", "xdp"] + KERNEL_PAIRS
+    assert all(p["compared"] == out["packets"] and p["error"] is None for p in out["pairs"])
+    assert main(["compare", "-r", str(SAMPLE), "udp"]) == 0      # auto: kernel pairs too
+    names = [ln.split()[0] for ln in capsys.readouterr().out.splitlines()[1:]]
+    assert names == ["socket", "xdp"] + KERNEL_PAIRS
+
+
+@pytest.mark.kernel
+def test_kernel_refusals_skipped_per_reason():
+    """Frames of 10..5000 bytes, one IPv4 frame cut inside its IP header: the counts of
+    skipped packets are the refusals oracles.bpf_prog_test_run meets on the same
+    frames (the skb run behind the 0x88b5 header; XDP on the frame itself)."""
+    pkts = [bytes(10), bytes(12) + b"\x08\x00" + bytes(10), bytes(13), bytes(14),
+            bytes(60), bytes(3520), bytes(3521), bytes(3698), bytes(3699), bytes(5000)]
+    batch = PacketBatch.from_packets(pkts)
+    prog = Program([(0x30, 0, 0, 20), (0x15, 0, 1, 0), (0x06, 0, 0, 0xFFFFFFFF),
+                    (0x06, 0, 0, 0)])
+    rep = compare_batch(prog, batch, kernel="yes")
+    pairs = {p.name: p for p in rep.pairs}
+    assert rep.ok
+    refused = {}
+    for name, ptype, frame_of in (
+            ("kernel-socket", oracles.BPF_PROG_TYPE_SOCKET_FILTER, lambda p: TESTRUN_ETH + p),
+            ("kernel-xdp", oracles.BPF_PROG_TYPE_XDP, lambda p: p)):
+        tr = translate_socket(prog) if name == "kernel-socket" else translate_xdp(prog)
+        fd = oracles.bpf_prog_load(tr.to_bytes(), ptype)
+        n = 0
+        try:
+            for p in pkts:
+                try:
+                    oracles.bpf_prog_test_run(fd, frame_of(p), out_size=8192)
+                except OSError as e:
+                    assert e.errno == 22
+                    n += 1
+        finally:
+            os.close(fd)
+        refused[name] = n
+    # the skb run: 3699 + 14 and 5000 + 14 bytes are over its limit (3712); nothing
+    # else, since the 0x88b5 header keeps the IPv4 check away
+    assert pairs["kernel-socket"].skipped == refused["kernel-socket"] == 2
+    assert pairs["kernel-socket"].skip_reasons == (("BPF_PROG_TEST_RUN: EINVAL (Invalid "
+                                                    "argument)", 2),)
+    assert pairs["kernel-socket"].compared == len(pkts) - 2
+    # XDP: the two frames under 14 bytes are refused by the kernel; bpfkit does not
+    # send the four over 3520 bytes (multi-buffer) at all
+    assert refused["kernel-xdp"] == 2
+    assert dict(pairs["kernel-xdp"].skip_reasons) == {
+        "frame under 14 bytes (XDP test run: EINVAL)": 2,
+        "frame over 3520 bytes (multi-buffer XDP)": 4}
+    # AF_UNIX takes every datagram: the classic pair compares all
+    assert pairs["kernel-cbpf"].compared == len(pkts) and pairs["kernel-cbpf"].skipped == 0
+
+
+@pytest.mark.kernel
+@pytest.mark.tcpdump
+@pytest.mark.parametrize("target,pair", [
+    ("run_socket", "kernel-cbpf"),
+    ("progtypes.run_socket_filter", "kernel-socket"),
+    ("progtypes.run_xdp", "kernel-xdp"),
+])
+def test_kernel_disagreements_listed(monkeypatch, target, pair):
+    """Swap bpfkit's side of one kernel pair for a wrong one: that pair, and only it
+    among the kernel pairs, reports every packet."""
+    from bpfkit.ebpf import progtypes
+
+    class Wrong:
+        retval = 12345
+
+    if target == "run_socket":
+        # 7: the datagram would be trimmed to 7 bytes; the kernel delivers all of each
+        # (42..1538-byte) packet or drops it, so every packet disagrees
+        monkeypatch.setattr(compare, "run_socket", lambda *a, **k: 7)
+    else:
+        monkeypatch.setattr(progtypes, target.split(".")[1], lambda *a, **k: Wrong)
+    batch = read_capture(str(SAMPLE))[:50]
+    rep = compare_batch(tcpdump_program("tcp"), batch, max_listed=4, kernel=True)
+    res = {p.name: p for p in rep.pairs}
+    assert not rep.ok and res[pair].agreed == 0 and res[pair].compared == 50
+    assert [d.index for d in res[pair].disagreements] == [0, 1, 2, 3]
+    assert all(res[n].ok for n in KERNEL_PAIRS if n != pair)
+
+
+@pytest.mark.kernel
+def test_random_makes_kernel_pairs_unavailable():
+    prog = Program([(0x20, 0, 0, (SKF_AD_OFF + SKF_AD_RANDOM) & 0xFFFFFFFF),
+                    (0x06, 0, 0, 1)])
+    rep = compare_batch(prog, PacketBatch.from_packets([bytes(60)]), kernel=True)
+    for p in rep.pairs[2:]:
+        assert "SKF_AD_RANDOM" in p.unavailable and p.compared == 0
+
+
+@pytest.mark.kernel
+def test_program_refused_by_both():
+    prog = Program([(0x04, 0, 0, 0)])             # no ret: both validators refuse
+    rep = compare_batch(prog, PacketBatch.from_packets([bytes(60)]), kernel=True)
+    cb = rep.pairs[2]
+    assert cb.name == "kernel-cbpf" and "SO_ATTACH_FILTER: EINVAL" in cb.unavailable
+    assert cb.error is None
+
+
+def test_kernel_unavailable(monkeypatch, capsys):
+    monkeypatch.setattr(bkernel, "available", lambda: "no bpf(2) here (test)")
+    batch = read_capture(str(SAMPLE))
+    prog = Program([(0x06, 0, 0, 1)])
+    rep = compare_batch(prog, batch, kernel="auto")
+    assert [p.name for p in rep.pairs] == ["socket", "xdp"] + KERNEL_PAIRS
+    for p in rep.pairs[2:]:
+        assert p.unavailable == "no bpf(2) here (test)" and p.compared == 0
+    assert rep.ok
+    with pytest.raises(bkernel.UnavailableError, match="no bpf"):
+        compare_batch(prog, batch, kernel=True)
+    with pytest.raises(BpfError):
+        compare_batch(prog, batch, kernel="maybe")
+    assert main(["compare", "-r", str(SAMPLE), "--kernel", "yes", "udp"]) == 2
+    assert "no bpf(2) here (test)" in capsys.readouterr().err
+    assert main(["compare", "-r", str(SAMPLE), "udp"]) == 0
+    assert "unavailable: no bpf(2) here (test)" in capsys.readouterr().out

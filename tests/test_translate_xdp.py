@@ -238,3 +238,39 @@ def test_unimplemented_opcode_behind_a_dead_path_is_still_refused():
     for guards in GUARDS:
         with pytest.raises(UnsupportedError):
             translate_xdp(prog, guards=guards)
+
+
+def _classic_cases(shared_dir):
+    with open(shared_dir / "corpus" / "linux-test_bpf-classic.json") as f:
+        return json.load(f)["tests"]
+
+
+@pytest.mark.kernel
+def test_test_bpf_cases(shared_dir):
+    """lib/test_bpf.c's classic programs that need no skb metadata, on their test data
+    (zero-padded to 128 bytes, cut to each subtest's size; XDP needs >= 14): where
+    libpcap's validator accepts them and they are translatable, the XDP verdict (eBPF
+    interpreter and kernel) is the filter-mode decision."""
+    compared = 0
+    for case in _classic_cases(shared_dir):
+        if case["needs_skb_meta"] or case["expected_errcode"] is not None:
+            continue
+        prog = Program([(cd, jt & 0xFF, jf & 0xFF, k & 0xFFFFFFFF)
+                        for cd, jt, jf, k in case["insns"]])
+        if check(prog, "libpcap"):
+            continue
+        data = bytes(case["data"]) + bytes(128 - len(case["data"]))
+        sizes = sorted({max(s, XDP_MIN) for s, _ in case["subtests"]})
+        for guards in GUARDS:
+            tr = translate_xdp(prog, guards=guards)
+            interp = progtypes.load(tr.insns, progtypes.BPF_PROG_TYPE_XDP)
+            fd = oracles.bpf_prog_load(tr.to_bytes(), prog_type=oracles.BPF_PROG_TYPE_XDP)
+            try:
+                for size in sizes:
+                    want = _expect(prog, data[:size], tr)
+                    assert progtypes.run_xdp(interp, data[:size]).retval == want, case["descr"]
+                    assert oracles.bpf_prog_test_run(fd, data[:size])[0] == want, case["descr"]
+                    compared += 1
+            finally:
+                os.close(fd)
+    assert compared == 230      # 105 libpcap-valid cases, their distinct sizes, 2 modes

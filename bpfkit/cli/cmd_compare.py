@@ -1,6 +1,6 @@
 """bpfkit compare: run a classic program and its eBPF translations (socket-filter mode
-and XDP mode, on bpfkit's eBPF interpreter) over a capture and report every packet on
-which a pair disagrees."""
+and XDP mode, on bpfkit's eBPF interpreter, and in the running kernel when bpf(2) is
+allowed) over a capture and report every packet on which a pair disagrees."""
 from __future__ import annotations
 
 import argparse
@@ -19,17 +19,30 @@ capture's link type and snapshot length), an expression file (-F), or a compiled
 program (--prog, any encoding `bpfkit disasm` reads).
 
 pairs:
-  socket  classic socket-filter interpreter (Linux semantics) vs the kernel-style
-          translation (bpf_convert_filter) on the eBPF interpreter: equal return values
-  xdp     classic filter interpreter (libpcap semantics on the captured bytes) vs the
-          XDP translation on the eBPF interpreter: equal match decisions (frames under
-          14 or over 3520 bytes are skipped)
+  socket         classic socket-filter interpreter (Linux semantics) vs the
+                 kernel-style translation (bpf_convert_filter) on the eBPF
+                 interpreter: equal return values
+  xdp            classic filter interpreter (libpcap semantics on the captured bytes)
+                 vs the XDP translation on the eBPF interpreter: equal match decisions
+                 (frames under 14 or over 3520 bytes are skipped)
+  kernel-cbpf    the kernel's classic filter (SO_ATTACH_FILTER on an AF_UNIX datagram
+                 socket) vs the classic socket-filter interpreter: equal delivered
+                 lengths (-1 = dropped)
+  kernel-socket  the socket translation in the kernel (BPF_PROG_TEST_RUN) vs on the
+                 eBPF interpreter: equal return values
+  kernel-xdp     the XDP translation in the kernel (BPF_PROG_TEST_RUN) vs on the
+                 eBPF interpreter: equal verdicts
+The kernel pairs run with --kernel yes, or with the default --kernel auto when the
+kernel allows bpf(2) (root); otherwise auto lists them as unavailable with the reason
+and yes is an error.  Packets the kernel refuses are skipped with its reason.
 A pair whose translation does not exist says why (e.g. an ancillary load).
-Exit status 1 when any pair disagrees on any packet.
+Exit status 1 when any pair disagrees on any packet or the kernel refuses a
+translation.
 
 examples:
   bpfkit compare -r pcaps/sample.pcap 'tcp port 80'
   bpfkit compare -r in.pcap --prog filter.ddd --json
+  bpfkit compare -r in.pcap --kernel yes 'udp port 53'
 """
 
 
@@ -45,6 +58,9 @@ def register(sub) -> None:
                    help="capture to read (pcap or pcapng)")
     p.add_argument("--list", type=int, default=10, metavar="N",
                    help="list the first N disagreeing packets of each pair (default 10)")
+    p.add_argument("--kernel", choices=("auto", "yes", "no"), default="auto",
+                   help="also compare with the running kernel: auto (when bpf(2) is "
+                        "allowed, the default), yes (error if it is not), no")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=run)
 
@@ -63,21 +79,27 @@ def run(args) -> int:
                 batch.linktype, batch.snaplen)
         except CompileError as e:
             raise CompileError(describe(e, expr or "")) from None
-    report = compare_batch(prog, batch, max_listed=max(args.list, 0))
+    report = compare_batch(prog, batch, max_listed=max(args.list, 0), kernel=args.kernel)
     if args.json:
         print_json({"packets": report.packets, "ok": report.ok, "pairs": [
             {"pair": p.name, "left": p.left, "right": p.right, "compared": p.compared,
-             "agreed": p.agreed, "skipped": p.skipped, "unavailable": p.unavailable,
+             "agreed": p.agreed, "skipped": p.skipped,
+             "skip_reasons": [{"reason": r, "packets": c} for r, c in p.skip_reasons],
+             "unavailable": p.unavailable, "error": p.error,
              "disagreements": [{"packet": d.index, "left": d.left, "right": d.right,
                                 "summary": d.summary} for d in p.disagreements]}
             for p in report.pairs]})
     else:
-        print(f"{'pair':8} {'left':12} {'right':12} {'compared':>9} {'agreed':>9} "
+        print(f"{'pair':13} {'left':13} {'right':12} {'compared':>9} {'agreed':>9} "
               f"{'skipped':>8}")
         for p in report.pairs:
-            print(f"{p.name:8} {p.left:12} {p.right:12} {p.compared:9} {p.agreed:9} "
-                  f"{p.skipped:8}" + (f"  unavailable: {p.unavailable}" if p.unavailable
-                                       else ""))
+            print(f"{p.name:13} {p.left:13} {p.right:12} {p.compared:9} {p.agreed:9} "
+                  f"{p.skipped:8}"
+                  + (f"  unavailable: {p.unavailable}" if p.unavailable else "")
+                  + (f"  ERROR: {p.error}" if p.error else ""))
+        for p in report.pairs:
+            for reason, count in p.skip_reasons:
+                print(f"{p.name}: skipped {count}: {reason}")
         for p in report.pairs:
             for d in p.disagreements:
                 print(f"{p.name}: packet {d.index}: {p.left} {d.left} != {p.right} "

@@ -15,9 +15,11 @@ and offset -- never loaded half-right):
   section symbols), calls without relocation are section-relative.
 * Maps: BTF-defined maps in `.maps` (parse_btf_map_def: type, key/value as a type or
   key_size/value_size, max_entries, map_flags, map_extra; pinning accepted and
-  ignored; numa_node refused; a PROG_ARRAY's `__array(values, ...)` initialiser --
-  relocations in `.maps` naming programs -- fills its slots in create_maps; map-in-map
-  `values` refused), legacy `SEC("maps")` `struct bpf_map_def` (and iproute2's
+  ignored; numa_node refused; `__array(values, ...)`: for a PROG_ARRAY its initialiser
+  -- relocations in `.maps` naming programs -- fills its slots in create_maps; for an
+  ARRAY_OF_MAPS / HASH_OF_MAPS the struct gives MapSpec.inner (libbpf's "<map>.inner")
+  and the initialiser's relocations name maps of `.maps`, whose BpfMaps create_maps
+  puts in those slots, as init_map_in_map_slots does), legacy `SEC("maps")` `struct bpf_map_def` (and iproute2's
   36-byte `struct bpf_elf_map`, whose id and pinning are ignored; libbpf >= 1.0
   refuses both).  Map order: .maps in BTF DATASEC order, legacy maps by offset, then
   global data in section order.  An `lddw` relocated against a map symbol becomes
@@ -39,7 +41,7 @@ and offset -- never loaded half-right):
   that function like a called one and becomes ``src=BPF_PSEUDO_FUNC`` with imm relative
   to the next slot (libbpf RELO_SUBPROG_ADDR: target = symbol value / 8 + imm / 8).
 
-Not yet: extern kconfig/ksym variables, kfuncs, map-in-map definitions, CO-RE
+Not yet: extern kconfig/ksym variables, kfuncs, legacy map-in-map definitions, CO-RE
 beyond the layout kinds,
 programs in `.text`; big-endian (bpfeb) objects are parsed (maps, BTF, code) but
 their programs are refused by program().  These raise UnsupportedError naming the
@@ -59,7 +61,7 @@ from . import btf as _btf
 from . import core as _core
 from . import isa
 from .isa import Insn
-from .maps import MapSpec, create_map
+from .maps import MapError, MapSpec, create_map
 from .maps.consts import KMALLOC_MAX_SIZE, MapType
 from .program import Program
 from .progtypes import PROG_TYPE_NAMES
@@ -78,6 +80,7 @@ SHF_WRITE, SHF_ALLOC, SHF_EXECINSTR = 1, 2, 4
 STT_NOTYPE, STT_OBJECT, STT_FUNC, STT_SECTION = 0, 1, 2, 3
 STB_LOCAL = 0
 SHN_UNDEF, SHN_LORESERVE = 0, 0xFF00
+_MAP_IN_MAP = (MapType.ARRAY_OF_MAPS, MapType.HASH_OF_MAPS)
 
 BPF_F_RDONLY_PROG = 1 << 7      # include/uapi/linux/bpf.h
 BPF_F_MMAPABLE = 1 << 10
@@ -293,6 +296,9 @@ class ElfMap:
     # PROG_ARRAY initialiser (`__array(values, ...)` = { [i] = &prog }): (index, program)
     prog_slots: tuple[tuple[int, str], ...] = ()
     values_offset: int | None = None     # byte offset of `values` in the definition
+    # ARRAY_OF_MAPS / HASH_OF_MAPS initialiser ({ [i] = &inner_map }): (index or u32
+    # key, name of the map of this object to put there)
+    map_slots: tuple[tuple[int, str], ...] = ()
 
     @property
     def name(self) -> str:
@@ -395,7 +401,9 @@ class ElfObject:
         m = next((x for x in self.maps if x.name == map_name), None)
         if m is None:
             raise UsageError(f"no map {map_name!r}")
-        if self.btf is None:
+        if self.btf is None or m.spec.type in _MAP_IN_MAP:
+            # libbpf creates map-in-maps without BTF (the kernel's map_check_no_btf),
+            # so bpftool shows their entries unformatted
             return None
 
         def val(raw: bytes):
@@ -452,6 +460,17 @@ class ElfObject:
             if m.initial is not None:
                 bm.update(0, bytes(data[m.name]))
             out[m.name] = bm
+        # map-in-map initialisers: each slot gets the BpfMap created above for the
+        # named map (libbpf's init_map_in_map_slots right after creating the maps);
+        # an inner map that does not match the outer map's inner spec is refused
+        # with EINVAL as the kernel's update refuses it
+        for m in self.maps:
+            for idx, iname in m.map_slots:
+                try:
+                    out[m.name].update(idx, out[iname])
+                except MapError as e:
+                    raise MapError(e.errno, f"map {m.name!r} slot {idx}: cannot hold map "
+                                   f"{iname!r}", op="initialise") from None
         # prog-array initialisers: each slot gets its program, loaded with these maps
         # (libbpf's bpf_object_init_prog_arrays after loading the programs)
         for m in self.maps:
@@ -560,7 +579,7 @@ class _Loader:
                          for i, m in enumerate(maps) if m.kind == "data"}
         self.funcs = self._functions()
         if self.maps_relocs:
-            maps = self._prog_array_slots(maps)
+            maps = self._init_slots(maps)
             self.maps = maps
         programs = tuple(self._program(f) for f in self.funcs
                          if f.is_global and self.sections[f.section].name != ".text")
@@ -618,15 +637,27 @@ class _Loader:
 
     def _btf_map_def(self, name: str, tid: int, offset: int, sec: _Section) -> ElfMap:
         """libbpf parse_btf_map_def: the map's struct, one member per attribute."""
-        b = self.btf
         where = f"map {name!r} (section '.maps' offset {offset})"
+        spec, key_t, val_t, values_off = self._btf_map_struct(name, tid, where, False)
+        b = self.btf
+        return ElfMap(spec, "btf", ".maps", offset,
+                      b.type_name(key_t) if key_t else None,
+                      b.type_name(val_t) if val_t else None, key_t, val_t,
+                      values_offset=values_off)
+
+    def _btf_map_struct(self, name: str, tid: int, where: str, is_inner: bool):
+        """(MapSpec, key type id, value type id, byte offset of `values` or None) of a
+        map definition struct; `is_inner` for the struct of a map-in-map's
+        `__array(values, struct ...)`, which gives the inner map's spec."""
+        b = self.btf
         st = b.resolve(tid)
         if st.kind != _btf.STRUCT:
             raise ElfError(f"{where}: definition is {st.kind_name}, not a struct")
         ints: dict[str, int] = {}
         key_t = val_t = 0
         values_off = None
-        for m in st.members:
+        inner_tid = None        # the inner map's definition struct (map-in-map)
+        for n, m in enumerate(st.members):
             if m.name in ("type", "max_entries", "map_flags", "numa_node", "key_size",
                           "value_size", "map_extra", "pinning"):
                 # __uint(name, v) is `int (*name)[v]`: v is the array's nelems
@@ -649,17 +680,27 @@ class _Loader:
                     ints.setdefault("_value", size)
             elif m.name == "values":
                 # __array(values, T): a flexible array of pointers; T a function type
-                # for a prog array (its slots get programs), a map definition for
-                # map-in-map (not supported yet)
+                # for a prog array (its slots get programs), a map definition struct
+                # for map-in-map (the inner map's spec; its slots get maps)
                 arr = b.resolve(m.type)
                 ptr = b.resolve(arr.type) if arr.kind == _btf.ARRAY else None
                 target = b.resolve(ptr.type) if ptr is not None and ptr.kind == _btf.PTR \
                     else None
                 if target is None or m.offset % 8:
                     raise ElfError(f"{where}: 'values' is not __array(values, ...)")
-                if target.kind != _btf.FUNC_PROTO:
-                    raise UnsupportedError("map-in-map definitions (__array(values, "
-                                           "struct ...))", where)
+                if is_inner:
+                    # parse_btf_map_def: "multi-level inner maps not supported" (nor
+                    # by the kernel: an inner map cannot be a map-in-map)
+                    raise ElfError(f"{where}: an inner map definition with its own "
+                                   "'values' (multi-level map-in-map)")
+                if n != len(st.members) - 1:
+                    raise ElfError(f"{where}: 'values' must be the last member")
+                if target.kind == _btf.STRUCT:
+                    inner_tid = ptr.type
+                elif target.kind != _btf.FUNC_PROTO:
+                    raise ElfError(f"{where}: 'values' points to {target.kind_name}, not "
+                                   "a function type (prog array) or a map definition "
+                                   "struct (map-in-map)")
                 values_off = m.offset // 8
             else:
                 raise ElfError(f"{where}: unknown map attribute {m.name!r}")
@@ -671,28 +712,42 @@ class _Loader:
             raise ElfError(f"{where}: no map type")
         if ints.get("numa_node", 0):
             raise UnsupportedError("map numa_node", where)
+        inner = None
         if values_off is not None:
-            if ints["type"] != MapType.PROG_ARRAY:
-                raise ElfError(f"{where}: function 'values' in a map of type "
-                               f"{ints['type']}, not a PROG_ARRAY")
-            # parse_btf_map_def: a prog array's values are 4-byte program fds
-            ints.setdefault("value_size", 4)
+            want = MapType.PROG_ARRAY if inner_tid is None else "map-in-map"
+            if (inner_tid is None and ints["type"] != MapType.PROG_ARRAY) or \
+                    (inner_tid is not None and ints["type"] not in _MAP_IN_MAP):
+                what = "function" if inner_tid is None else "map definition"
+                raise ElfError(f"{where}: {what} 'values' in a map of type "
+                               f"{ints['type']}, not a {want}")
+            # parse_btf_map_def: the values of prog arrays and map-in-maps are 4-byte
+            # fds; another value size is a conflict
+            vs = ints.get("value_size", ints.get("_value", 4))
+            if vs != 4:
+                raise ElfError(f"{where}: value size {vs} conflicts with 'values' "
+                               "(4-byte fds)")
+            ints["value_size"] = 4
+            if inner_tid is not None:
+                # libbpf names the inner map "<outer>.inner" and creates it only to
+                # give BPF_MAP_CREATE its inner_map_fd (bpf_object__create_map)
+                iname = f"{name}.inner"
+                inner = self._btf_map_struct(iname, inner_tid,
+                                             f"{where}: inner map {iname!r}", True)[0]
         spec = MapSpec(ints["type"], ints.get("key_size", ints.get("_key", 0)),
                        ints.get("value_size", ints.get("_value", 0)),
                        ints.get("max_entries", 0), ints.get("map_flags", 0), name=name,
-                       map_extra=ints.get("map_extra", 0))
-        return ElfMap(spec, "btf", ".maps", offset,
-                      b.type_name(key_t) if key_t else None,
-                      b.type_name(val_t) if val_t else None, key_t, val_t,
-                      values_offset=values_off)
+                       inner=inner, map_extra=ints.get("map_extra", 0))
+        return spec, key_t, val_t, values_off
 
-    def _prog_array_slots(self, maps: list[ElfMap]) -> list[ElfMap]:
+    def _init_slots(self, maps: list[ElfMap]) -> list[ElfMap]:
         """bpf_object__collect_map_relos: each R_BPF_64_ABS64 in .maps sits in the
         `values` array of one map definition; its slot index is the distance from
-        `values` / 8 and its symbol is the program to put there."""
-        sec = self._section_named(".maps")
+        `values` / 8 and its symbol is the program (prog array) or the map of .maps
+        (map-in-map) to put there."""
+        maps_sec = self._section_named(".maps")
         starts = sorted((m.offset, i) for i, m in enumerate(maps) if m.kind == "btf")
-        slots: dict[int, list[tuple[int, str]]] = {}
+        progs: dict[int, list[tuple[int, str]]] = {}
+        inner: dict[int, list[tuple[int, str]]] = {}
         for r in self.maps_relocs:
             where = f"section '.maps' offset {r.offset}"
             if r.type not in (R_BPF_64_ABS64, R_BPF_64_64):
@@ -708,18 +763,34 @@ class _Loader:
                     (r.offset - m.offset - m.values_offset) % 8:
                 raise ElfError(f"{where}: relocation outside any map's 'values' array")
             idx = (r.offset - m.offset - m.values_offset) // 8
-            if idx >= m.spec.max_entries:
+            # an array's slot past max_entries: the kernel refuses the update (E2BIG)
+            # and libbpf's load fails; a hash of maps takes any u32 key
+            if m.spec.type != MapType.HASH_OF_MAPS and idx >= m.spec.max_entries:
                 raise ElfError(f"{where}: map {m.name!r} slot {idx} >= max_entries "
                                f"{m.spec.max_entries}")
             sym = self._symbol(r.sym, where)
             tsec = self.sections[sym.shndx] if 0 < sym.shndx < len(self.sections) else None
+            if m.spec.type in _MAP_IN_MAP:
+                # libbpf: the symbol must be a BTF-defined map (in .maps); a hash of
+                # maps is filled with int keys, so its key_size must be 4
+                if m.spec.type == MapType.HASH_OF_MAPS and m.spec.key_size != 4:
+                    raise ElfError(f"{where}: hash of maps {m.name!r} with an "
+                                   f"initialiser needs key_size 4, not {m.spec.key_size}")
+                target = self.map_at.get((sym.shndx, sym.value)) \
+                    if tsec is not None and tsec is maps_sec else None
+                if target is None:
+                    raise ElfError(f"{where}: map {m.name!r} slot {idx}: symbol "
+                                   f"{sym.name!r} is not a map of section '.maps'")
+                inner.setdefault(owner, []).append((idx, maps[target].name))
+                continue
             if sym.type != STT_FUNC or tsec is None or not tsec.flags & SHF_EXECINSTR \
                     or tsec.name == ".text" or sym.bind == STB_LOCAL:
                 raise ElfError(f"{where}: map {m.name!r} slot {idx}: symbol "
                                f"{sym.name!r} is not a program")
-            slots.setdefault(owner, []).append((idx, sym.name))
-        del sec
-        return [replace(m, prog_slots=tuple(sorted(slots[i]))) if i in slots else m
+            progs.setdefault(owner, []).append((idx, sym.name))
+        return [replace(m, prog_slots=tuple(sorted(progs.get(i, ()))),
+                        map_slots=tuple(sorted(inner.get(i, ()))))
+                if i in progs or i in inner else m
                 for i, m in enumerate(maps)]
 
     def _legacy_maps(self) -> list[ElfMap]:

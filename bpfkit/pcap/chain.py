@@ -213,8 +213,14 @@ def _assemble(fmt: Format, rounds: list[_Round], lane_round: np.ndarray, count: 
         ln = np.concatenate(rnd.lanes)
         step = np.repeat(np.arange(len(rnd.lanes)), [len(x) for x in rnd.lanes])
         sel = (lane_round[ln] == r) & (ln < nkeep)
-        dest = base[ln[sel]] + step[sel]
-        offs[dest] = np.concatenate(rnd.offs)[sel]
         src = np.ascontiguousarray(np.concatenate(rnd.rows)).view(item).reshape(-1)
+        got = np.concatenate(rnd.offs)
+        if sel.all():               # the usual case: no lane of this walk was redone
+            dest = base[ln] + step
+            offs[dest] = got
+            flat[dest] = src
+            continue
+        dest = base[ln[sel]] + step[sel]
+        offs[dest] = got[sel]
         flat[dest] = src[sel]
     return offs, rows

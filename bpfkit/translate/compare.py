@@ -12,10 +12,37 @@ Pairs compared (each packet is one frame, the mac header at skb->data / xdp data
             match decisions must be equal.  Frames under 14 bytes (the kernel refuses
             them) or over 3520 (multi-buffer XDP) are skipped and counted.
 
+With ``kernel=True`` or ``"auto"`` the running Linux kernel (bpfkit.kernel) joins:
+
+``kernel-cbpf``    the classic program attached with SO_ATTACH_FILTER to an AF_UNIX
+                   datagram socket against run_socket with SkbMeta() (that skb: no
+                   device, protocol 0, no mac header, network header at the data; the
+                   CPU the comparison is pinned to).  The value is the length the
+                   receiver gets (sk_filter_trim_cap trims to the return value), -1
+                   when the filter drops the datagram.
+``kernel-socket``  the socket-mode translation run by BPF_PROG_TEST_RUN against the
+                   same translation on bpfkit's eBPF interpreter as a test run
+                   (progtypes.run_socket_filter).  Each packet goes in behind a dummy
+                   14-byte Ethernet header of type 0x88b5 (IEEE local experimental),
+                   which eth_type_trans pulls, so skb->data is the packet's first byte
+                   as in the ``socket`` pair; not ETH_P_IP/IPV6 so that
+                   bpf_prog_test_run_skb does not refuse frames without a full IP
+                   header (EINVAL).  Equal u32 return values.
+``kernel-xdp``     the XDP translation run by BPF_PROG_TEST_RUN against it on the eBPF
+                   interpreter (progtypes.run_xdp): equal verdicts.  Frames under 14
+                   or over 3520 bytes are skipped as in ``xdp``.
+
+Packets the kernel refuses (a test-run EINVAL, a datagram it cannot send) are
+skipped with the kernel's reason, counted per reason in ``skip_reasons``.  Programs
+reading SKF_AD_RANDOM make the kernel pairs unavailable (the kernel's draw cannot be
+predicted).  When the kernel cannot take part, ``"auto"`` lists the kernel pairs as
+unavailable with the reason and ``True`` raises bpfkit.kernel.UnavailableError.
+
 A pair whose translation does not exist (an UnsupportedError or a ValidationError of
 the translator, e.g. an ancillary load or a backward jump) is reported with that reason
-and no packet is compared for it.  The kernel is not called from here (bpf(2) needs
-root; the tests compare with it).
+and no packet is compared for it.  A pair that could not run because one side failed
+where it must not (the kernel refuses a translation, or the kernel and bpfkit's
+validator disagree on accepting the classic program) carries ``error`` and is not ok.
 """
 from __future__ import annotations
 
@@ -53,10 +80,12 @@ class PairResult:
     skipped: int
     disagreements: tuple[Disagreement, ...]   # the first ones, at most `max_listed`
     unavailable: str | None = None            # why nothing was compared
+    skip_reasons: tuple[tuple[str, int], ...] = ()   # (reason, packets) for `skipped`
+    error: str | None = None                  # a side failed where it must not
 
     @property
     def ok(self) -> bool:
-        return self.compared == self.agreed
+        return self.compared == self.agreed and self.error is None
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +125,8 @@ def _ports(proto: int, l4: bytes) -> str:
     return ""
 
 
-def _pair(name, left, right, values, batch, skipped, max_listed) -> PairResult:
+def _pair(name, left, right, values, batch, skipped, max_listed,
+          reasons: dict[str, int] | None = None) -> PairResult:
     agreed = 0
     listed = []
     for i, a, b in values:
@@ -104,7 +134,8 @@ def _pair(name, left, right, values, batch, skipped, max_listed) -> PairResult:
             agreed += 1
         elif len(listed) < max_listed:
             listed.append(Disagreement(i, a, b, summarize(bytes(batch[i]), batch.linktype)))
-    return PairResult(name, left, right, len(values), agreed, skipped, tuple(listed))
+    return PairResult(name, left, right, len(values), agreed, skipped, tuple(listed),
+                      skip_reasons=tuple(sorted((reasons or {}).items())))
 
 
 def _socket_pair(prog: Program, batch: PacketBatch, max_listed: int) -> PairResult:
@@ -136,24 +167,202 @@ def _xdp_pair(prog: Program, batch: PacketBatch, max_listed: int, match: int,
                        batch.ts_ns, batch.linktype, batch.snaplen, batch.ts_nanos)
     want = run_batch(prog, seen) if len(batch) else np.zeros(0, np.uint32)
     interp = progtypes.load(tr.insns, progtypes.BPF_PROG_TYPE_XDP)
-    values, skipped = [], 0
+    values, reasons = [], {}
     for i in range(len(batch)):
         pkt = bytes(batch[i])
-        if not _XDP_MIN <= len(pkt) <= _XDP_MAX:
-            skipped += 1
+        why = _xdp_size_reason(len(pkt))
+        if why:
+            reasons[why] = reasons.get(why, 0) + 1
             continue
         got = progtypes.run_xdp(interp, pkt).retval
         values.append((i, int(want[i] != 0), int(got == tr.match)))
-    return _pair("xdp", "cbpf filter", "ebpf xdp", values, batch, skipped, max_listed)
+    return _pair("xdp", "cbpf filter", "ebpf xdp", values, batch, sum(reasons.values()),
+                 max_listed, reasons)
+
+
+def _xdp_size_reason(n: int) -> str | None:
+    # bpf_prog_test_run_xdp: EINVAL under ETH_HLEN; a larger frame than the linear
+    # area (4096 - 256 headroom - 320 skb_shared_info) becomes multi-buffer
+    if n < _XDP_MIN:
+        return f"frame under {_XDP_MIN} bytes (XDP test run: EINVAL)"
+    if n > _XDP_MAX:
+        return f"frame over {_XDP_MAX} bytes (multi-buffer XDP)"
+    return None
+
+
+# --- the kernel ----------------------------------------------------------------------
+
+# dst 00:00:00:00:00:00 (the loopback device's address: PACKET_HOST), src 0, type
+# 0x88b5; see the module docstring
+_TESTRUN_ETH = bytes(12) + b"\x88\xb5"
+_KERNEL_PAIRS = (("kernel-cbpf", "kernel cbpf", "cbpf socket"),
+                 ("kernel-socket", "kernel socket", "ebpf socket"),
+                 ("kernel-xdp", "kernel xdp", "ebpf xdp"))
+
+
+def _reads_random(prog: Program) -> bool:
+    from ..cbpf.isa import SKF_AD_RANDOM
+    from ..cbpf.validate import kernel_ancillary
+    return any(kernel_ancillary(i) == SKF_AD_RANDOM for i in prog.insns)
+
+
+def _unavailable(name: str, n: int, why: str) -> PairResult:
+    left, right = next((lft, rgt) for nm, lft, rgt in _KERNEL_PAIRS if nm == name)
+    return PairResult(name, left, right, 0, 0, n, (), why)
+
+
+def _failed(name: str, n: int, why: str) -> PairResult:
+    left, right = next((lft, rgt) for nm, lft, rgt in _KERNEL_PAIRS if nm == name)
+    return PairResult(name, left, right, 0, 0, n, (), error=why)
+
+
+def _count(reasons: dict[str, int], why: str) -> None:
+    reasons[why] = reasons.get(why, 0) + 1
+
+
+def _kernel_cbpf_pair(prog: Program, batch: PacketBatch, max_listed: int,
+                      cpu: int) -> PairResult:
+    from .. import kernel
+    from ..cbpf.validate import check
+    name, n = "kernel-cbpf", len(batch)
+    refused = check(prog, "kernel")
+    try:
+        sock = kernel.ClassicSocket(prog.insns)
+    except kernel.AttachError as e:
+        if refused:
+            return _unavailable(name, n, f"{e}; bpfkit's validator refuses it too: "
+                                         f"{refused[0]}")
+        return _failed(name, n, f"{e}, but bpfkit's validator accepts the program")
+    meta = SkbMeta(cpu=cpu)
+    values, reasons = [], {}
+    with sock:
+        if refused:
+            return _failed(name, n, f"the kernel accepts the program, but bpfkit's "
+                                    f"validator refuses it: {refused[0]}")
+        for i in range(n):
+            pkt = bytes(batch[i])
+            try:
+                ret = run_socket(prog, pkt, meta)
+            except BpfError as e:
+                _count(reasons, f"bpfkit: {e}")
+                continue
+            try:
+                got = sock.deliver(pkt)
+            except kernel.KernelError as e:
+                _count(reasons, str(e))
+                continue
+            # sk_filter_trim_cap: 0 drops, else the datagram is trimmed to the value
+            values.append((i, -1 if got is None else got,
+                           -1 if ret == 0 else min(len(pkt), ret)))
+    return _pair(name, "kernel cbpf", "cbpf socket", values, batch,
+                 sum(reasons.values()), max_listed, reasons)
+
+
+def _kernel_testrun_pair(name: str, raw: bytes, prog_type: int, run_bpfkit, frame_of,
+                         size_reason, batch: PacketBatch, max_listed: int) -> PairResult:
+    """Load `raw`, and for every packet compare kernel.test_run(frame_of(pkt)) with
+    run_bpfkit(frame_of(pkt))."""
+    from .. import kernel
+    left, right = next((lft, rgt) for nm, lft, rgt in _KERNEL_PAIRS if nm == name)
+    try:
+        kprog = kernel.KernelProgram(raw, prog_type)
+    except kernel.KernelError as e:
+        return _failed(name, len(batch), f"the kernel refuses the translation: {e}")
+    values, reasons = [], {}
+    with kprog:
+        for i in range(len(batch)):
+            frame = frame_of(bytes(batch[i]))
+            why = size_reason(len(frame))
+            if why:
+                _count(reasons, why)
+                continue
+            try:
+                got = kprog.test_run(frame)
+            except kernel.KernelError as e:
+                _count(reasons, str(e))
+                continue
+            try:
+                want = run_bpfkit(frame)
+            except BpfError as e:
+                _count(reasons, f"bpfkit: {e}")
+                continue
+            values.append((i, got, want))
+    return _pair(name, left, right, values, batch, sum(reasons.values()), max_listed,
+                 reasons)
+
+
+def _kernel_socket_pair(prog: Program, batch: PacketBatch, max_listed: int,
+                        cpu: int) -> PairResult:
+    from .. import kernel
+    from ..ebpf import progtypes
+    from .socket import translate_socket
+    try:
+        tr = translate_socket(prog)
+        interp = progtypes.load(tr.insns, progtypes.BPF_PROG_TYPE_SOCKET_FILTER)
+    except BpfError as e:
+        return _unavailable("kernel-socket", len(batch), str(e))
+    return _kernel_testrun_pair(
+        "kernel-socket", tr.to_bytes(), kernel.BPF_PROG_TYPE_SOCKET_FILTER,
+        lambda f: progtypes.run_socket_filter(interp, f, cpu=cpu).retval,
+        lambda p: _TESTRUN_ETH + p, lambda n: None, batch, max_listed)
+
+
+def _kernel_xdp_pair(prog: Program, batch: PacketBatch, max_listed: int, match, nomatch,
+                     cpu: int) -> PairResult:
+    from .. import kernel
+    from ..ebpf import progtypes
+    from .xdp import translate_xdp
+    try:
+        tr = translate_xdp(prog, match=match, nomatch=nomatch)
+        interp = progtypes.load(tr.insns, progtypes.BPF_PROG_TYPE_XDP)
+    except BpfError as e:
+        return _unavailable("kernel-xdp", len(batch), str(e))
+    return _kernel_testrun_pair(
+        "kernel-xdp", tr.to_bytes(), kernel.BPF_PROG_TYPE_XDP,
+        lambda f: progtypes.run_xdp(interp, f, cpu=cpu).retval,
+        lambda p: p, _xdp_size_reason, batch, max_listed)
+
+
+def _kernel_pairs(prog: Program, batch: PacketBatch, max_listed: int, mode, match,
+                  nomatch) -> tuple[PairResult, ...]:
+    from .. import kernel
+    why = kernel.available()
+    if why is not None:
+        if mode is True:
+            raise kernel.UnavailableError(f"the kernel cannot take part: {why}")
+        return tuple(_unavailable(nm, len(batch), why) for nm, _, _ in _KERNEL_PAIRS)
+    if _reads_random(prog):
+        why = "the program reads SKF_AD_RANDOM, which the kernel draws unpredictably"
+        return tuple(_unavailable(nm, len(batch), why) for nm, _, _ in _KERNEL_PAIRS)
+    with kernel.pinned_cpu() as cpu:
+        return (_kernel_cbpf_pair(prog, batch, max_listed, cpu),
+                _kernel_socket_pair(prog, batch, max_listed, cpu),
+                _kernel_xdp_pair(prog, batch, max_listed, match, nomatch, cpu))
+
+
+def _kernel_mode(kernel):
+    """True (must take part), "auto" (when available) or False."""
+    modes = {True: True, "yes": True, "auto": "auto", False: False, "no": False}
+    try:
+        return modes[kernel]
+    except (KeyError, TypeError):
+        raise UsageError(f"kernel must be one of yes/auto/no (or True/False), "
+                         f"not {kernel!r}") from None
 
 
 def compare_batch(prog: Program, batch: PacketBatch, *, max_listed: int = 10,
-                  xdp_match: int | str = "pass", xdp_nomatch: int | str = "drop"
-                  ) -> CompareReport:
-    """Run every pair (see the module docstring) over `batch`."""
+                  xdp_match: int | str = "pass", xdp_nomatch: int | str = "drop",
+                  kernel: bool | str = False) -> CompareReport:
+    """Run every pair (see the module docstring) over `batch`.  kernel: True/"yes"
+    (the kernel pairs too; UnavailableError when the kernel cannot take part), "auto"
+    (the kernel pairs, listed as unavailable with the reason when it cannot), or
+    False/"no"."""
     from .xdp import _verdict
+    mode = _kernel_mode(kernel)
     if _verdict(xdp_match) == _verdict(xdp_nomatch):
         raise UsageError("the XDP match and no-match verdicts must differ")
     pairs = (_socket_pair(prog, batch, max_listed),
              _xdp_pair(prog, batch, max_listed, xdp_match, xdp_nomatch))
+    if mode:
+        pairs += _kernel_pairs(prog, batch, max_listed, mode, xdp_match, xdp_nomatch)
     return CompareReport(len(batch), pairs)

@@ -9,9 +9,15 @@ with constant folding (opt_stmt, fold_op), peephole rules (opt_peep), dead-store
 or/and pull-ups, block interning and opt_root; iterated to a fixed point (opt_loop with
 its 100-pass cycle guard).
 
-Sets are Python ints used as bit vectors (libpcap's uset); block and edge numbering and
-the per-level block lists are built in libpcap's order, since the order in which blocks
-are visited decides which equivalent program comes out.
+Block and edge numbering and the per-level block lists are built in libpcap's order,
+since the order in which blocks are visited decides which equivalent program comes out.
+libpcap's per-block bit sets are replaced by structures that give the same answers
+without its quadratic cost on long filters (libpcap #1255, tcpdump #1121): use/def sets
+are ints (18 atoms), dominator and edge-dominator sets are forests with preorder
+intervals (find_dom), opt_j's scan of the dominating edges is a query per edge class,
+and opt_j's branch-by-branch walks are recorded and replayed (opt_j explains why each
+gives libpcap's result).  tests/test_compiler_scale.py and the corpus/fuzz tests check
+the programs against tcpdump.
 
 Where 1.10.3 differs from libpcap master, 1.10.3 is followed (each found by comparing
 listings with the installed tcpdump): opt_deadstores keeps a removed store's value as the
@@ -70,7 +76,7 @@ class Edge:
 class OBlock:
     """A block during optimization: gencode's struct block with its two edges; JT/JF
     are the edges' successors (gencode.h `#define JT(b) ((b)->et.succ)`)."""
-    __slots__ = ("stmts", "code", "k", "et", "ef", "id", "level", "link", "dom",
+    __slots__ = ("stmts", "code", "k", "et", "ef", "id", "level",
                  "in_use", "out_use", "kill", "defs", "val", "oval", "in_edges",
                  "longjt", "longjf", "offset", "jclass")
 
@@ -82,8 +88,6 @@ class OBlock:
         self.ef = Edge(self, None)
         self.id = 0
         self.level = 0
-        self.link = None
-        self.dom = 0
         self.in_use = self.out_use = self.kill = self.defs = 0
         self.val = [0] * N_ATOMS
         self.oval = 0
@@ -142,32 +146,43 @@ def _min_id(prev, m):
 
 
 def _stab_build(members, tin, tout, combine):
-    """Members of one edge class, in preorder, each with its nearest member ancestor
-    in the dominator forest and `combine` folded down that ancestor chain."""
+    """One edge class as a step function over preorder numbers: for each stretch
+    between interval ends, the value of `combine` folded down the member ancestors
+    of the deepest member whose interval holds it (None outside every member).
+    Member intervals are nested or disjoint (they come from one forest), so one
+    sweep with a stack gives the stretches."""
     members.sort(key=tin.__getitem__)
-    tins = [tin[m] for m in members]
-    vpar = []
-    pre = []
-    stack = []
-    for j, m in enumerate(members):
-        t = tins[j]
-        while stack and tout[members[stack[-1]]] <= t:
-            stack.pop()
-        p = stack[-1] if stack else -1
-        vpar.append(p)
-        pre.append(combine(pre[p] if p >= 0 else None, m))
-        stack.append(j)
-    return tins, members, vpar, pre
+    bounds: list[int] = []
+    vals: list = []
+    stack: list = []                      # (tout, folded value)
+
+    def emit(pos, val):
+        if bounds and bounds[-1] == pos:
+            vals[-1] = val
+        else:
+            bounds.append(pos)
+            vals.append(val)
+
+    for m in members:
+        t = tin[m]
+        while stack and stack[-1][0] <= t:
+            end = stack.pop()[0]
+            emit(end, stack[-1][1] if stack else None)
+        val = combine(stack[-1][1] if stack else None, m)
+        stack.append((tout[m], val))
+        emit(t, val)
+    while stack:
+        end = stack.pop()[0]
+        emit(end, stack[-1][1] if stack else None)
+    return bounds, vals
 
 
-def _stab_query(st, x, tout):
+def _stab_query(st, x):
     """The folded value at the deepest member that is an ancestor-or-self of the node
     with preorder number x (None if no member is)."""
-    tins, members, vpar, pre = st
-    j = bisect_right(tins, x) - 1
-    while j >= 0 and tout[members[j]] <= x:
-        j = vpar[j]
-    return pre[j] if j >= 0 else None
+    bounds, vals = st
+    j = bisect_right(bounds, x) - 1
+    return vals[j] if j >= 0 else None
 
 
 class _Forest:
@@ -258,7 +273,7 @@ class _Optimizer:
             self.edges[i] = b.et
             b.ef.id = n + i
             self.edges[n + i] = b.ef
-        self.levels: list[OBlock | None] = [None] * n
+        self.levels: list[list] = []
 
     def error(self, msg):
         raise CompileError(msg)
@@ -279,31 +294,41 @@ class _Optimizer:
 
     # -- analyses --
     def find_levels(self):
-        self.levels = [None] * self.n_blocks
-        seen = set()
+        """optimize.c find_levels: each block's height; per level, the blocks in the
+        order libpcap's linked list holds them (last one found first).  The block
+        ids are marks: a block is visited once (libpcap's isMarked)."""
+        levels: list[list] = [[] for _ in range(self.n_blocks)]
+        seen = bytearray(self.n_blocks)
         stack = [(self.root, 0)]
+        pop = stack.pop
+        push = stack.append
         while stack:
-            b, state = stack.pop()
+            b, state = pop()
             if state == 0:
-                if id(b) in seen:
+                if seen[b.id]:
                     continue
-                seen.add(id(b))
-                b.link = None
-                stack.append((b, 1))
-                if b.jt is not None:
-                    stack.append((b.jf, 0))
-                    stack.append((b.jt, 0))
+                seen[b.id] = 1
+                push((b, 1))
+                jt = b.et.succ
+                if jt is not None:
+                    push((b.ef.succ, 0))
+                    push((jt, 0))
             else:
-                level = max(b.jt.level, b.jf.level) + 1 if b.jt is not None else 0
+                jt = b.et.succ
+                if jt is None:
+                    level = 0
+                else:
+                    lt = jt.level
+                    lf = b.ef.succ.level
+                    level = (lt if lt > lf else lf) + 1
                 b.level = level
-                b.link = self.levels[level]
-                self.levels[level] = b
+                levels[level].append(b)
+        for lst in levels:
+            lst.reverse()
+        self.levels = levels
 
     def level_blocks(self, level):
-        b = self.levels[level]
-        while b is not None:
-            yield b
-            b = b.link
+        return self.levels[level]
 
     def find_dom(self):
         """find_dom and find_edom of optimize.c, as dominator forests.
@@ -316,7 +341,10 @@ class _Optimizer:
         depth) holds the same sets in O(n) space, and a preorder interval per node
         answers "does X dominate Y" (libpcap's `Y->dom & bit(X)`) in O(1).  Nodes the
         level walk does not reach keep libpcap's all-ones set: everything dominates
-        them.  Nothing but the chains' content is used, so the results are libpcap's."""
+        them.  Leaves (ret blocks) are left out: nothing asks for their dominators
+        (a pull-up chain stops at a block without branches, and a leaf's edges lead
+        nowhere).  Nothing but the chains' content is used, so the results are
+        libpcap's."""
         n = self.n_blocks
         self.dom_forest = bf = _Forest(n)
         self.edom_forest = ef = _Forest(2 * n)
@@ -331,15 +359,20 @@ class _Optimizer:
                 else:
                     bp = blca[i]
                     ep_ = elca[i]
-                bf.add(i, bp)
                 jt = b.et.succ
                 if jt is None:
-                    continue              # a leaf: its edges dominate nothing
+                    continue              # a leaf: see below
+                bf.add(i, bp)
                 eid = b.et.id
                 fid = b.ef.id
                 ef.add(eid, ep_)
                 ef.add(fid, ep_)
                 for e, s in ((eid, jt), (fid, b.ef.succ)):
+                    if s.et.succ is None:
+                        # A leaf's dominators are never asked for (pull-ups stop at
+                        # leaves; leaf edges lead nowhere) - and leaves are where
+                        # thousands of paths join, so skip their common ancestors.
+                        continue
                     j = s.id
                     c = blca[j]
                     blca[j] = i if c == -2 else bf.lca(c, i)
@@ -744,24 +777,6 @@ class _Optimizer:
                 return True
         return False
 
-    @staticmethod
-    def fold_edge(child, ep):
-        code = ep.code
-        if code < 0:
-            code = -code
-            sense = False
-        else:
-            sense = True
-        if child.code != code:
-            return None
-        if child.val[A_ATOM] != ep.pred.val[A_ATOM]:
-            return None
-        if child.oval == ep.pred.oval:
-            return child.jt if sense else child.jf
-        if sense and code == BPF_JMP | BPF_JEQ | BPF_K:
-            return child.jf
-        return None
-
     def opt_j(self, ep):
         if ep.succ.jt is None:
             return
@@ -775,23 +790,30 @@ class _Optimizer:
         # libpcap (`goto top`) moves ep.succ one decided branch at a time: at each child
         # it walks the edges dominating ep in ascending number and takes the first one
         # fold_edge() accepts whose target has no use_conflict().  fold_edge only
-        # accepts an edge whose branch opcode and A value equal the child's; it then
-        # yields JT(child) for a true edge with the child's operand value (oval),
-        # JF(child) for a false edge with that value and, for `jeq #k`, for a true edge
-        # with another value.  Both functions are pure, so the first accepted edge is
+        # accepts an edge whose branch opcode and A value equal the child's (and whose
+        # block's A value is the child's); it then yields JT(child) for a true edge
+        # with the child's operand value (oval: the value number of k, or of X),
+        # JF(child) for a false edge with that value and, for `jeq #k`, for a true
+        # edge with another value.  Both functions are pure, so the first accepted edge is
         # the lowest-numbered dominating edge among those classes whose target is
         # unconflicted; one query per class (_stab_query) finds it.
         #
         # Long host lists make these walks cross every later clause (Theta(n^2) steps
-        # in libpcap).  A walk is a function of the class answers it asked for and of
-        # ep->pred's values on the atoms use_conflict() compared, because every block
-        # below ep.pred was handled earlier in this pass (levels ascend) and opt_j
-        # changes nothing else; so a walk starting at a block is recorded with those
-        # inputs (self.jmemo) and replayed when a later walk reaches that block with
-        # the same inputs.
+        # in libpcap).  A walk is a function of what it learnt from the class queries
+        # (whether each class has a dominating edge, and the edge numbers only where
+        # a true and a false candidate compete) and of ep->pred's values on the atoms
+        # use_conflict() compared: every block below ep.pred was handled earlier in
+        # this pass (levels ascend) and opt_j changes nothing else.  So a walk is
+        # recorded at its first block with those facts (self.jmemo) and replayed when
+        # a later walk reaches that block and the same facts hold for it.  "Class ci
+        # has no dominating edge" need not be recorded when every member edge of ci
+        # leaves a block below ep.pred's level: an edge dominating ep' leaves a block
+        # above ep'.pred (or is ep' itself), and later walks start at the same or
+        # higher levels, so the fact holds for them all.
         classes = self.edge_classes
+        top = self.class_top
+        lvl = ep.pred.level
         x = self.edom_forest.tin[ep.id]
-        tout = self.edom_forest.tout
         oval_of = self.edge_oval
         pval = ep.pred.val
         answers: dict[int, object] = {}
@@ -799,10 +821,30 @@ class _Optimizer:
         def ask(ci):
             if ci in answers:
                 return answers[ci]
-            r = answers[ci] = _stab_query(classes[ci], x, tout)
+            st = classes[ci]
+            if st is None:
+                st = self._class(ci)
+            r = answers[ci] = _stab_query(st, x)
             return r
 
-        def conflict(t):
+        def derived(ci, ov):
+            # the lowest true edge of class ci whose operand value is not ov
+            pair = ask(ci)
+            if pair is None:
+                return None
+            return pair[0] if oval_of[pair[0]] != ov else pair[1]
+
+        def fact(key):
+            kind = key[0]
+            if kind == 0:
+                return ask(key[1]) is not None
+            if kind == 1:
+                return derived(key[1], key[2]) is not None
+            if kind == 2:
+                return ask(key[1])
+            return derived(key[1], key[2])
+
+        def conflict(t, atoms):
             use = t.out_use
             if use == 0:
                 return False
@@ -815,61 +857,94 @@ class _Optimizer:
                         bad = True
             return bad
 
-        reqs: dict[int, object] = {}
-        atoms: dict[int, int] = {}
         memo = self.jmemo
-        start = child
-        hops = 0
+        trail = []               # (block, facts, atoms, target) of each step computed
+        tail_reqs: dict = {}
+        tail_atoms: dict = {}
+        tail_hops = 0
         while True:
             replayed = False
             for ent_reqs, ent_atoms, ent_result, ent_hops in memo.get(child.id, ()):
-                for ci, want in ent_reqs.items():
-                    if ask(ci) != want:
+                for key, want in ent_reqs.items():
+                    if fact(key) != want:
                         break
                 else:
                     for atom, v in ent_atoms.items():
                         if pval[atom] != v:
                             break
                     else:
-                        reqs.update(ent_reqs)
-                        atoms.update(ent_atoms)
-                        hops += ent_hops
-                        child = ent_result
+                        tail_reqs = ent_reqs
+                        tail_atoms = ent_atoms
+                        tail_hops = ent_hops
+                        result = ent_result
                         replayed = True
                         break
             if replayed:
                 break
             ct, cf, c2, ov = child.jclass
+            reqs: dict = {}
+            atoms: dict = {}
             best = -1
             target = None
+            rt = rf3 = r2 = None
             if ct >= 0:
-                r = reqs[ct] = ask(ct)
-                if r is not None and not conflict(child.jt):
-                    best = r
+                rt = ask(ct)
+                if rt is not None or top[ct] >= lvl:
+                    reqs[(0, ct)] = rt is not None
+                if rt is not None and not conflict(child.jt, atoms):
+                    best = rt
                     target = child.jt
-            rf = None
             if cf >= 0:
-                rf = reqs[cf] = ask(cf)
+                rf3 = ask(cf)
+                if rf3 is not None or top[cf] >= lvl:
+                    reqs[(0, cf)] = rf3 is not None
             if c2 >= 0:
-                pair = reqs[c2] = ask(c2)
-                if pair is not None:
-                    r = pair[0] if oval_of[pair[0]] != ov else pair[1]
-                    if r is not None and (rf is None or r < rf):
-                        rf = r
-            if rf is not None and (best < 0 or rf < best) and not conflict(child.jf):
+                r2 = derived(c2, ov)
+                if r2 is not None or top[c2] >= lvl:
+                    reqs[(1, c2, ov)] = r2 is not None
+            rf = rf3 if r2 is None or (rf3 is not None and rf3 < r2) else r2
+            if rf is not None and best >= 0:
+                # a true and a false candidate: which comes first decides
+                reqs[(2, ct)] = rt
+                if cf >= 0:
+                    reqs[(2, cf)] = rf3
+                if c2 >= 0:
+                    reqs[(3, c2, ov)] = r2
+            if rf is not None and (best < 0 or rf < best) and not conflict(child.jf, atoms):
                 target = child.jf
+            trail.append((child, reqs, atoms, target))
             if target is None:
+                result = child
                 break
-            hops += 1
             child = target
             if target.jt is None:
+                result = target
                 break
-        entries = memo.setdefault(start.id, [])
-        if len(entries) < 4:
-            entries.append((reqs, atoms, child, hops))
+        # Record the walk from every block where a step was computed (its suffix).
+        acc_reqs = dict(tail_reqs)
+        acc_atoms = dict(tail_atoms)
+        hops = tail_hops
+        for blk, reqs, atoms, target in reversed(trail):
+            if target is not None:
+                hops += 1
+            acc_reqs.update(reqs)
+            acc_atoms.update(atoms)
+            entries = memo.setdefault(blk.id, [])
+            if len(entries) < 8:
+                entries.append((dict(acc_reqs), dict(acc_atoms), result, hops))
         if hops:
             self.done = False
-            ep.succ = child
+            ep.succ = result
+
+    def _class(self, ci):
+        """Build edge class ci's query structure and class_top[ci] (the highest level
+        of a block one of its edges leaves)."""
+        members, combine = self.class_pending[ci]
+        edges = self.edges
+        self.class_top[ci] = max(edges[m].pred.level for m in members)
+        f = self.edom_forest
+        st = self.edge_classes[ci] = _stab_build(members, f.tin, f.tout, combine)
+        return st
 
     def _pullup(self, b, first: str, second: str):
         """or_pullup (first='jt': chains along JF with a common JT) and and_pullup
@@ -950,34 +1025,40 @@ class _Optimizer:
                 self.opt_blk(p, do_stmts)
         if do_stmts:
             return
-        # Edge classes for opt_j, over the edges the edge-dominator walk reached:
+        # Edge classes for opt_j, over the edges of the branch blocks reached:
         # true edges by (opcode, A value, operand value), false edges likewise, and
         # true edges by (opcode, A value) (for `jeq #k`, whose true edge with another
         # operand value also decides the child).
-        tin = self.edom_forest.tin
-        tout = self.edom_forest.tout
         oval_of = [0] * (2 * self.n_blocks)
         g3t: dict[tuple, list] = {}
         g3f: dict[tuple, list] = {}
         g2t: dict[tuple, list] = {}
-        for e in self.edges:
-            i = e.id
-            if tin[i] < 0:
-                continue
-            code = e.code
-            if (abs(code) & 0x07) != BPF_JMP:
-                continue
-            p = e.pred
-            av = p.val[A_ATOM]
-            ov = oval_of[i] = p.oval
-            if code > 0:
-                g3t.setdefault((code, av, ov), []).append(i)
-                g2t.setdefault((code, av), []).append(i)
-            else:
-                g3f.setdefault((-code, av, ov), []).append(i)
+        for i in range(1, maxlevel + 1):
+            for p in self.level_blocks(i):
+                code = p.code               # a branch: levels >= 1 have successors
+                av = p.val[A_ATOM]
+                ov = p.oval
+                t = p.et.id
+                f = p.ef.id
+                oval_of[t] = oval_of[f] = ov
+                k3 = (code, av, ov)
+                lst = g3t.get(k3)
+                if lst is None:
+                    g3t[k3] = [t]
+                else:
+                    lst.append(t)
+                lst = g3f.get(k3)
+                if lst is None:
+                    g3f[k3] = [f]
+                else:
+                    lst.append(f)
+                k2 = (code, av)
+                lst = g2t.get(k2)
+                if lst is None:
+                    g2t[k2] = [t]
+                else:
+                    lst.append(t)
         self.edge_oval = oval_of
-        t3 = {k: _stab_build(v, tin, tout, _min_id) for k, v in g3t.items()}
-        f3 = {k: _stab_build(v, tin, tout, _min_id) for k, v in g3f.items()}
 
         def min_two(prev, m):
             # (lowest edge, lowest edge whose operand value differs from the first's)
@@ -989,22 +1070,28 @@ class _Optimizer:
             if oval_of[m] != oval_of[m1] and (m2 is None or m < m2):
                 return (m1, m)
             return prev
-        t2 = {k: _stab_build(v, tin, tout, min_two) for k, v in g2t.items()}
-        # Each branch block's three classes as indices into one list (-1: empty).
-        classes: list = []
-        index: dict[tuple, int] = {}
-        for tag, table in (("t", t3), ("f", f3), ("2", t2)):
-            for k, st in table.items():
-                index[(tag,) + k] = len(classes)
-                classes.append(st)
-        self.edge_classes = classes
+        # Each branch block's three classes as indices into one list (-1: none);
+        # a class's query structure is built when a walk first asks it (_class).
+        pending: list = []
+        indexes = []
+        for groups, combine in ((g3t, _min_id), (g3f, _min_id), (g2t, min_two)):
+            index = {}
+            for k, members in groups.items():
+                index[k] = len(pending)
+                pending.append((members, combine))
+            indexes.append(index)
+        self.class_pending = pending
+        self.edge_classes = [None] * len(pending)
+        self.class_top = [0] * len(pending)
+        it3, if3, i2 = indexes
         jeq_k = BPF_JMP | BPF_JEQ | BPF_K
         for i in range(1, maxlevel + 1):
             for p in self.level_blocks(i):
-                key = (p.code, p.val[A_ATOM], p.oval)
-                p.jclass = (index.get(("t",) + key, -1), index.get(("f",) + key, -1),
-                            index.get(("2",) + key[:2], -1) if p.code == jeq_k else -1,
-                            p.oval)
+                code = p.code
+                av = p.val[A_ATOM]
+                ov = p.oval
+                k3 = (code, av, ov)
+                p.jclass = (it3[k3], if3[k3], i2[(code, av)] if code == jeq_k else -1, ov)
         self.jmemo: dict[int, list] = {}
         for i in range(1, maxlevel + 1):
             for p in self.level_blocks(i):
