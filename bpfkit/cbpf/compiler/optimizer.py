@@ -151,6 +151,9 @@ def _stab_build(members, tin, tout, combine):
     of the deepest member whose interval holds it (None outside every member).
     Member intervals are nested or disjoint (they come from one forest), so one
     sweep with a stack gives the stretches."""
+    if len(members) == 1:                 # most classes: one branch block's edge
+        m = members[0]
+        return [tin[m], tout[m]], [combine(None, m), None]
     members.sort(key=tin.__getitem__)
     bounds: list[int] = []
     vals: list = []
@@ -787,6 +790,19 @@ class _Optimizer:
         child = ep.succ
         if child.jt is None:
             return
+        # The common case first: no edge of the child's classes dominates ep, so
+        # nothing folds (what the walk below would find, without its bookkeeping).
+        x = self.edom_forest.tin[ep.id]
+        classes = self.edge_classes
+        for ci in child.jclass[:3]:
+            if ci >= 0:
+                st = classes[ci]
+                if st is None:
+                    st = self._class(ci)
+                if _stab_query(st, x) is not None:
+                    break
+        else:
+            return
         # libpcap (`goto top`) moves ep.succ one decided branch at a time: at each child
         # it walks the edges dominating ep in ascending number and takes the first one
         # fold_edge() accepts whose target has no use_conflict().  fold_edge only
@@ -810,10 +826,8 @@ class _Optimizer:
         # leaves a block below ep.pred's level: an edge dominating ep' leaves a block
         # above ep'.pred (or is ep' itself), and later walks start at the same or
         # higher levels, so the fact holds for them all.
-        classes = self.edge_classes
         top = self.class_top
         lvl = ep.pred.level
-        x = self.edom_forest.tin[ep.id]
         oval_of = self.edge_oval
         pval = ep.pred.val
         answers: dict[int, object] = {}
