@@ -17,38 +17,37 @@ REQUIRE = os.environ.get("BPFKIT_REQUIRE_ORACLES") == "1"
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared"
 
 
+ORACLES = ("tcpdump", "clang", "kernel")
+
+
+def skip_or_fail(reason: str) -> None:
+    """For a test that cannot run here: skip with the reason, or fail under
+    BPFKIT_REQUIRE_ORACLES=1, where CI has installed everything the suite needs."""
+    if REQUIRE:
+        pytest.fail(f"BPFKIT_REQUIRE_ORACLES=1 but {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
 def pytest_collection_modifyitems(config, items):
+    if REQUIRE:
+        return          # pytest_runtest_setup fails them instead
     for item in items:
-        for name in ("tcpdump", "clang", "kernel"):
-            if item.get_closest_marker(name) is None:
-                continue
-            missing = oracles.missing(name)
-            if not missing:
-                continue
-            if REQUIRE:
-                item.add_marker(pytest.mark.usefixtures("_oracle_required_" + name))
-            else:
-                item.add_marker(pytest.mark.skip(reason=f"oracle '{name}' missing: {missing}"))
+        for name in ORACLES:
+            if item.get_closest_marker(name) is not None and oracles.missing(name):
+                item.add_marker(pytest.mark.skip(
+                    reason=f"oracle '{name}' missing: {oracles.missing(name)}"))
 
 
-def _fail_missing(name):
-    pytest.fail(f"BPFKIT_REQUIRE_ORACLES=1 but oracle '{name}' is missing: "
-                f"{oracles.missing(name)}", pytrace=False)
-
-
-@pytest.fixture
-def _oracle_required_tcpdump():
-    _fail_missing("tcpdump")
-
-
-@pytest.fixture
-def _oracle_required_clang():
-    _fail_missing("clang")
-
-
-@pytest.fixture
-def _oracle_required_kernel():
-    _fail_missing("kernel")
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    # tryfirst: before any fixture is set up, module-scoped ones included, so a fixture
+    # that would skip cannot turn a required oracle's absence into a skip
+    if not REQUIRE:
+        return
+    for name in ORACLES:
+        if item.get_closest_marker(name) is not None and oracles.missing(name):
+            pytest.fail(f"BPFKIT_REQUIRE_ORACLES=1 but oracle '{name}' is missing: "
+                        f"{oracles.missing(name)}", pytrace=False)
 
 
 @pytest.fixture(scope="session")
@@ -57,7 +56,5 @@ def shared_dir() -> Path:
     skip with a reason when it is absent (a clone elsewhere), or fail under
     BPFKIT_REQUIRE_ORACLES=1, where CI guarantees it."""
     if not SHARED.is_dir():
-        if REQUIRE:
-            pytest.fail(f"{SHARED} is missing", pytrace=False)
-        pytest.skip(f"{SHARED} is missing (corpora and captures live there)")
+        skip_or_fail(f"{SHARED} is missing (corpora and captures live there)")
     return SHARED

@@ -19,6 +19,8 @@ import socket
 
 import pytest
 
+from conftest import skip_or_fail
+
 import oracles
 from bpfkit.errors import UnsupportedError
 from bpfkit.ebpf.maps import (BPF_F_NO_COMMON_LRU, BPF_F_NO_PREALLOC, BPF_F_ZERO_SEED,
@@ -32,7 +34,7 @@ T = MapType
 @pytest.fixture(scope="module")
 def env():
     if oracles.missing("kernel"):
-        pytest.skip("kernel oracle missing")  # the conftest marker turns this into a failure
+        skip_or_fail(f"oracle 'kernel' missing: {oracles.missing('kernel')}")
     ncpu = oracles.possible_cpus()
     # CONFIG_NR_CPUS, read off the kernel: the largest CPUMAP it accepts.
     lo, hi = 1, 1 << 16

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import skip_or_fail
+
 import oracles
 from bpfkit.ebpf import isa
 from bpfkit.ebpf.elf import open_elf
@@ -43,10 +45,7 @@ def bpftool():
     libbpf on the objects.  Missing: skip with the reason, or fail under
     BPFKIT_REQUIRE_ORACLES=1 like the other oracles."""
     if shutil.which("bpftool") is None:
-        msg = "oracle 'kernel' needs bpftool (apt-get install bpftool)"
-        if os.environ.get("BPFKIT_REQUIRE_ORACLES") == "1":
-            pytest.fail(msg, pytrace=False)
-        pytest.skip(msg)
+        skip_or_fail("oracle 'kernel' needs bpftool (apt-get install bpftool)")
 
 BPF_OBJ_GET = 7
 BPFFS = Path("/sys/fs/bpf")
