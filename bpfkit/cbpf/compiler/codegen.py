@@ -640,21 +640,27 @@ class CodeGen:
         self.error(f"{_ADDR_QUAL_NAMES[dir]} not valid qualifier{'s' if 'and' in _ADDR_QUAL_NAMES[dir] else ''} for {what}"
                    .replace("is not valid qualifier ", "is not a valid qualifier "))
 
+    def _both_directions(self, dir, one) -> Block | None:
+        """`src and dst`, `src or dst` and no direction (which means `or`): `one(A.SRC)`
+        and `one(A.DST)` joined, as libpcap's gen_*hostop functions recurse.  SRC is
+        generated before DST: block order decides the code, so it must be libpcap's.
+        None for a single direction, which the caller handles."""
+        if dir == A.AND or dir in (None, A.OR):
+            b0 = one(A.SRC)
+            b1 = one(A.DST)
+            (gen_and if dir == A.AND else gen_or)(b0, b1)
+            return b1
+        return None
+
     def gen_hostop(self, addr, mask, dir, ll_proto, src_off, dst_off) -> Block:
+        both = self._both_directions(
+            dir, lambda d: self.gen_hostop(addr, mask, d, ll_proto, src_off, dst_off))
+        if both is not None:
+            return both
         if dir == A.SRC:
             offset = src_off
         elif dir == A.DST:
             offset = dst_off
-        elif dir == A.AND:
-            b0 = self.gen_hostop(addr, mask, A.SRC, ll_proto, src_off, dst_off)
-            b1 = self.gen_hostop(addr, mask, A.DST, ll_proto, src_off, dst_off)
-            gen_and(b0, b1)
-            return b1
-        elif dir in (None, A.OR):
-            b0 = self.gen_hostop(addr, mask, A.SRC, ll_proto, src_off, dst_off)
-            b1 = self.gen_hostop(addr, mask, A.DST, ll_proto, src_off, dst_off)
-            gen_or(b0, b1)
-            return b1
         else:
             self._bad_dir(dir, "addresses other than 802.11 MAC addresses")
         b0 = self.gen_linktype(ll_proto)
@@ -663,20 +669,14 @@ class CodeGen:
         return b1
 
     def gen_hostop6(self, addr: bytes, mask: bytes, dir, ll_proto, src_off, dst_off) -> Block:
+        both = self._both_directions(
+            dir, lambda d: self.gen_hostop6(addr, mask, d, ll_proto, src_off, dst_off))
+        if both is not None:
+            return both
         if dir == A.SRC:
             offset = src_off
         elif dir == A.DST:
             offset = dst_off
-        elif dir == A.AND:
-            b0 = self.gen_hostop6(addr, mask, A.SRC, ll_proto, src_off, dst_off)
-            b1 = self.gen_hostop6(addr, mask, A.DST, ll_proto, src_off, dst_off)
-            gen_and(b0, b1)
-            return b1
-        elif dir in (None, A.OR):
-            b0 = self.gen_hostop6(addr, mask, A.SRC, ll_proto, src_off, dst_off)
-            b1 = self.gen_hostop6(addr, mask, A.DST, ll_proto, src_off, dst_off)
-            gen_or(b0, b1)
-            return b1
         else:
             self._bad_dir(dir, "addresses other than 802.11 MAC addresses")
         a = [int.from_bytes(addr[i:i + 4], "big") for i in range(0, 16, 4)]
@@ -698,33 +698,19 @@ class CodeGen:
             return self.gen_bcmp(OR_LINKHDR, 6, 6, eaddr)
         if dir == A.DST:
             return self.gen_bcmp(OR_LINKHDR, 0, 6, eaddr)
-        if dir == A.AND:
-            b0 = self.gen_ehostop(eaddr, A.SRC)
-            b1 = self.gen_ehostop(eaddr, A.DST)
-            gen_and(b0, b1)
-            return b1
-        if dir in (None, A.OR):
-            b0 = self.gen_ehostop(eaddr, A.SRC)
-            b1 = self.gen_ehostop(eaddr, A.DST)
-            gen_or(b0, b1)
-            return b1
+        both = self._both_directions(dir, lambda d: self.gen_ehostop(eaddr, d))
+        if both is not None:
+            return both
         self.error(f"{_ADDR_QUAL_NAMES[dir]} only supported on 802.11 with 802.11 headers")
 
     def gen_dnhostop(self, addr: int, dir) -> Block:
+        both = self._both_directions(dir, lambda d: self.gen_dnhostop(addr, d))
+        if both is not None:
+            return both
         if dir == A.DST:
             offset_sh, offset_lh = 1, 7
         elif dir == A.SRC:
             offset_sh, offset_lh = 3, 15
-        elif dir == A.AND:
-            b0 = self.gen_dnhostop(addr, A.SRC)
-            b1 = self.gen_dnhostop(addr, A.DST)
-            gen_and(b0, b1)
-            return b1
-        elif dir in (None, A.OR):
-            b0 = self.gen_dnhostop(addr, A.SRC)
-            b1 = self.gen_dnhostop(addr, A.DST)
-            gen_or(b0, b1)
-            return b1
         else:
             self._bad_dir(dir, "addresses other than 802.11 MAC addresses")
         # ntohs() on a little-endian host swaps the two bytes of the constants.
@@ -932,20 +918,13 @@ class CodeGen:
         return b1
 
     def _port_dir(self, dir, atom, what) -> Block:
-        if dir == A.SRC:
-            return atom(0)
-        if dir == A.DST:
-            return atom(2)
-        if dir == A.AND:
-            tmp = atom(0)
-            b1 = atom(2)
-            gen_and(tmp, b1)
-            return b1
-        if dir in (None, A.OR):
-            tmp = atom(0)
-            b1 = atom(2)
-            gen_or(tmp, b1)
-            return b1
+        # the source port is at offset 0 of the transport header, the destination at 2
+        one = lambda d: atom(0 if d == A.SRC else 2)  # noqa: E731
+        both = self._both_directions(dir, one)
+        if both is not None:
+            return both
+        if dir in (A.SRC, A.DST):
+            return one(dir)
         self._bad_dir(dir, what)
 
     def _gen_port_any(self, ethertype, op, port_args, ip_proto, dir) -> Block:
