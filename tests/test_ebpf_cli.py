@@ -267,8 +267,8 @@ def test_run_raw_program_and_percpu_dump(bpfkit, capsys, tmp_path):
 
 def test_run_trace_and_seed(bpfkit, capsys, tmp_path):
     # bpf_trace_printk("%d\\n", skb->len) per packet, r0 = bpf_get_prandom_u32(): the
-    # lines carry their packet; the values are random.Random(seed).getrandbits(32)
-    import random
+    # lines carry their packet; the values are prandom.draw(seed, packet, 0)
+    from bpfkit.ebpf.prandom import draw
     src = tmp_path / "t.s"
     src.write_text("r6 = r1\nr1 = 0x000000000a6425 ll\n*(u64 *)(r10 - 8) = r1\n"
                    "r3 = *(u32 *)(r6 + 0)\nr1 = r10\nr1 += -8\nr2 = 8\ncall 6\n"
@@ -281,8 +281,7 @@ def test_run_trace_and_seed(bpfkit, capsys, tmp_path):
         [f"trace: packet {i}: {n}" for i, n in enumerate(lens)]
     assert bpfkit(*argv, "--json") == 0
     j = json.loads(capsys.readouterr().out)
-    rng = random.Random(42)
-    assert j["retval"] == [rng.getrandbits(32) for _ in range(3)]
+    assert j["retval"] == [draw(42, i, 0) for i in range(3)]
     assert j["trace"] == [{"packet": i, "text": f"{n}\n"} for i, n in enumerate(lens)]
 
 

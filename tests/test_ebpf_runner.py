@@ -174,16 +174,22 @@ def test_ktime_is_the_capture_time():
 
 @pytest.mark.parametrize("seed", [0, 1, 12345])
 def test_prandom_is_the_documented_seeded_generator(seed):
-    # the runner documents random.Random(seed).getrandbits(32), one draw per call, one
-    # generator for the whole run; two calls per packet here
+    # the runner documents draw k of packet i = prandom.draw(seed, i, k) (SplitMix64 of a
+    # per-packet state); two calls per packet here
+    from bpfkit.ebpf.prandom import draw
     prog = _xdp("call 7\nr6 = r0\ncall 7\nr0 ^= r6\nexit")
     res = run_capture(prog, SAMPLE, seed=seed, count=50)
-    rng = random.Random(seed)
-    expect = []
-    for _ in range(50):
-        a, b = rng.getrandbits(32), rng.getrandbits(32)
-        expect.append(a ^ b)
+    expect = [draw(seed, i, 0) ^ draw(seed, i, 1) for i in range(50)]
     assert res.retval.tolist() == expect
+    # a packet's draws do not depend on the packets before it
+    assert len(set(expect)) == 50
+
+
+def test_prandom_splitmix64_reference_values():
+    # SplitMix64 (java.util.SplittableRandom's mix64 constants): the published first
+    # output for seed 0 is 0xe220a8397b1dcdaf = mix(0 + gamma); check the mixer with it
+    from bpfkit.ebpf.prandom import _mix, _GAMMA
+    assert _mix(_GAMMA) == 0xE220A8397B1DCDAF
 
 
 def test_faults_carry_the_packet_index_and_pc():

@@ -4,9 +4,10 @@
 Semantics (DESIGN.md "Map semantics are sequential"): packets run one at a time in
 capture order on one simulated CPU (cpu 0), as consecutive BPF_PROG_TEST_RUN calls
 would; the maps persist from packet to packet; `bpf_ktime_get_ns` (and the boot and
-coarse variants) return the packet's capture time in ns; `bpf_get_prandom_u32` draws
-from one generator seeded once per run (Python's `random.Random(seed)`, 32 bits per
-call), so a replay gives the same answers.
+coarse variants) return the packet's capture time in ns; `bpf_get_prandom_u32` gives
+the k-th draw of packet i as a pure function of (seed, i, k) (bpfkit.ebpf.prandom), so a
+replay gives the same answers and the vector engine, which runs all packets at once,
+gives the same values.
 
 What a program sees per packet follows bpfkit.ebpf.progtypes, i.e. the kernel's test
 run: XDP gets the captured bytes as an Ethernet frame in a 4096-byte page
@@ -22,7 +23,6 @@ the capture; the capture itself is read in bounded batches.
 """
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Mapping, Optional
 
@@ -32,6 +32,7 @@ from ..errors import BpfError, ExecutionError, UnsupportedError
 from ..pcap import PacketBatch, open_capture
 from ..pcap import linktypes
 from .maps import BpfMap, create_map
+from .prandom import PacketRandom
 from .program import Program
 from .progtypes import (BPF_PROG_TYPE_SOCKET_FILTER, BPF_PROG_TYPE_XDP, PROG_TYPE_NAMES,
                         XDP_VERDICTS, load, run_socket_filter, run_xdp, verdict_name)
@@ -105,8 +106,7 @@ class Runner:
             for spec in program.maps}
         self.interp = load(program.insns, program.prog_type,
                            maps=[self.maps[n] for n in program.map_names], budget=budget)
-        rng = random.Random(seed)
-        self._prandom = lambda: rng.getrandbits(32)
+        self.seed = seed
         self._xdp_args = {"ingress_ifindex": ingress_ifindex, "rx_queue_index": rx_queue_index}
         self.next_index = 0
 
@@ -116,7 +116,7 @@ class Runner:
         index = self.next_index
         self.next_index += 1
         data = bytes(data)
-        common = {"cpu": 0, "ktime_ns": int(ts_ns), "prandom": self._prandom,
+        common = {"cpu": 0, "ktime_ns": int(ts_ns), "prandom": PacketRandom(self.seed, index),
                   "packet_index": index}
         try:
             if self.program.prog_type == BPF_PROG_TYPE_XDP:
@@ -153,6 +153,7 @@ class RunResult:
     meta: dict[int, bytes] = field(default_factory=dict)
     redirects: dict[int, tuple] = field(default_factory=dict)
     problems: list = field(default_factory=list)   # capture problems (non-strict reading)
+    engine: str = "interp"       # what ran it: "vector", or "interp" (with the reason)
 
     @property
     def is_xdp(self) -> bool:
@@ -201,11 +202,21 @@ class RunResult:
         if dump_maps:
             out["maps"] = self.dump_maps()
         out["warnings"] = [str(p) for p in self.problems]
+        out["engine"] = self.engine
         return out
 
 
+ENGINES = ("vector", "interp")
+
+
 class _Collector:
-    def __init__(self, runner: Runner):
+    """Runs batches through the chosen engine and keeps the per-packet results.
+    engine "vector": the vector engine (bpfkit.ebpf.vector) when it runs the program,
+    else the reference interpreter, with the reason kept in `engine_note`."""
+
+    def __init__(self, runner: Runner, engine: str = "vector"):
+        if engine not in ENGINES:
+            raise BpfError(f"unknown engine {engine!r} (use one of {', '.join(ENGINES)})")
         self.runner = runner
         self.retval: list[int] = []
         self.insns: list[int] = []
@@ -220,29 +231,108 @@ class _Collector:
         self.linktype = LINKTYPE_ETHERNET
         self.snaplen = 262144
         self.ts_nanos = False
+        self.vprog = None
+        self.engine_note = "interp"
+        if engine == "vector":
+            from .vector import VectorProgram
+            vp = VectorProgram(runner.interp, runner.program.prog_type)
+            if vp.unsupported_reason is None:
+                self.vprog = vp
+                self.engine_note = "vector"
+            else:
+                self.engine_note = f"interp (the vector engine does not run " \
+                                   f"{vp.unsupported_reason})"
 
     def batch(self, batch: PacketBatch) -> None:
         _check_linktype(batch.linktype, self.runner.program.prog_type)
         self.linktype, self.snaplen = batch.linktype, batch.snaplen
         self.ts_nanos = self.ts_nanos or batch.ts_nanos
+        if self.vprog is not None:
+            self._vector_batch(batch)
+            return
         for i in range(len(batch)):
             ts = int(batch.ts_ns[i])
             o = self.runner.run_packet(batch[i], ts)
-            self.retval.append(o.retval)
-            self.insns.append(o.insns)
-            self.out.append(o.packet)
-            self.ts.append(ts)
-            cut = int(batch.wirelen[i]) - int(batch.caplen[i])
-            self.wirelen.append(len(o.packet) + max(cut, 0))
-            if o.fault:
-                self.faults.append(o.fault)
-            if o.skipped:
-                self.skipped.append(o.skipped)
-            if o.meta:
-                self.meta[o.index] = o.meta
-            if o.redirect is not None:
-                self.redirects[o.index] = o.redirect
-            self.trace.extend(o.trace)
+            self._keep(o, ts, int(batch.wirelen[i]) - int(batch.caplen[i]))
+
+    def _keep(self, o: PacketOutcome, ts: int, cut: int) -> None:
+        self.retval.append(o.retval)
+        self.insns.append(o.insns)
+        self.out.append(o.packet)
+        self.ts.append(ts)
+        self.wirelen.append(len(o.packet) + max(cut, 0))
+        if o.fault:
+            self.faults.append(o.fault)
+        if o.skipped:
+            self.skipped.append(o.skipped)
+        if o.meta:
+            self.meta[o.index] = o.meta
+        if o.redirect is not None:
+            self.redirects[o.index] = o.redirect
+        self.trace.extend(o.trace)
+
+    def _vector_batch(self, batch: PacketBatch) -> None:
+        from .progtypes import ETH_HLEN, XDP_MAX_LINEAR
+        runner = self.runner
+        n = len(batch)
+        first = runner.next_index
+        runner.next_index += n
+        caplen = np.asarray(batch.caplen, dtype=np.int64)
+        xdp = runner.program.prog_type == BPF_PROG_TYPE_XDP
+        # the packets the kernel's test run refuses or bpfkit does not model (see
+        # progtypes.run_xdp / run_socket_filter) are skipped, as run_packet does
+        run = caplen >= ETH_HLEN
+        if xdp:
+            run &= caplen <= XDP_MAX_LINEAR
+        lanes = np.flatnonzero(run)
+        inp = {"buf": batch.buf, "offset": np.asarray(batch.offset, np.int64)[lanes],
+               "caplen": caplen[lanes], "ts_ns": np.asarray(batch.ts_ns, np.int64)[lanes],
+               "index": first + lanes,
+               "ingress_ifindex": runner._xdp_args["ingress_ifindex"],
+               "rx_queue_index": runner._xdp_args["rx_queue_index"]}
+        res = self.vprog.run(inp, seed=runner.seed)
+        retval = np.zeros(n, np.uint64)
+        retval[lanes] = res.retval & np.uint64(0xFFFFFFFF)
+        insns = np.zeros(n, np.int64)
+        insns[lanes] = res.insns
+        self.retval.extend(retval.tolist())
+        self.insns.extend(insns.tolist())
+        ts = np.asarray(batch.ts_ns, np.int64).tolist()
+        self.ts.extend(ts)
+        cut = (np.asarray(batch.wirelen, np.int64) - caplen).tolist()
+        out_now = [bytes(batch[i]) for i in range(n)]
+        if xdp:
+            for j, i in enumerate(lanes.tolist()):
+                out_now[i] = res.packets[j]
+        self.out.extend(out_now)
+        for i in range(n):
+            self.wirelen.append(len(out_now[i]) + max(cut[i], 0))
+        for i in np.flatnonzero(~run).tolist():
+            self._skip(batch, i, first, xdp)
+        for j, f in sorted(res.faults.items()):
+            i = int(lanes[j])
+            self.faults.append(PacketFault(first + i, f.pc, f.kind, f.detail, f.address,
+                                           f.region))
+        for j in sorted(res.trace):
+            i = int(lanes[j])
+            self.trace.extend(TraceLine(first + i, t) for t in res.trace[j])
+        if xdp:
+            for j, m in res.meta.items():
+                self.meta[first + int(lanes[j])] = m
+            for j, r in res.redirects.items():
+                self.redirects[first + int(lanes[j])] = r
+
+    def _skip(self, batch, i, first, xdp) -> None:
+        from .progtypes import ETH_HLEN, XDP_MAX_LINEAR
+        ln = int(batch.caplen[i])
+        if ln < ETH_HLEN:
+            kind = "XDP" if xdp else "socket-filter"
+            reason = (f"{kind} input of {ln} bytes is shorter than the {ETH_HLEN}-byte "
+                      "Ethernet header (the kernel says EINVAL)")
+        else:
+            reason = (f"unsupported: XDP multi-buffer packets ({ln} bytes > "
+                      f"{XDP_MAX_LINEAR} linear bytes)")
+        self.skipped.append(SkippedPacket(first + i, reason))
 
     def result(self, problems) -> RunResult:
         n = len(self.retval)
@@ -254,7 +344,7 @@ class _Collector:
         return RunResult(self.runner.program, n, np.array(self.retval, dtype=np.uint32),
                          np.array(self.insns, dtype=np.uint64), output, self.runner.maps,
                          self.faults, self.skipped, self.trace, self.meta, self.redirects,
-                         list(problems))
+                         list(problems), self.engine_note)
 
 
 def _check_linktype(linktype: int, prog_type: int) -> None:
@@ -267,9 +357,13 @@ def _check_linktype(linktype: int, prog_type: int) -> None:
 
 
 def run_batch(program: Program, batch: PacketBatch, *, maps: Mapping[str, BpfMap] | None = None,
-              seed: int = 0, budget: int = 1_000_000, num_cpus: int = 1) -> RunResult:
-    """Run `program` over the packets of an in-memory batch, in order."""
-    col = _Collector(Runner(program, maps=maps, seed=seed, budget=budget, num_cpus=num_cpus))
+              seed: int = 0, budget: int = 1_000_000, num_cpus: int = 1,
+              engine: str = "vector") -> RunResult:
+    """Run `program` over the packets of an in-memory batch, in order.  engine: "vector"
+    (the vector engine, or the interpreter when it cannot run the program: see
+    RunResult.engine) or "interp" (the reference interpreter)."""
+    col = _Collector(Runner(program, maps=maps, seed=seed, budget=budget, num_cpus=num_cpus),
+                     engine)
     col.batch(batch)
     return col.result(())
 
@@ -277,14 +371,17 @@ def run_batch(program: Program, batch: PacketBatch, *, maps: Mapping[str, BpfMap
 def run_capture(program: Program, capture, *, count: Optional[int] = None,
                 maps: Mapping[str, BpfMap] | None = None, seed: int = 0,
                 budget: int = 1_000_000, num_cpus: int = 1, strict: bool = False,
-                progress: Optional[Progress] = None) -> RunResult:
+                progress: Optional[Progress] = None, engine: str = "vector") -> RunResult:
     """Run `program` over the first `count` packets (all when None) of `capture` (a
     path, '-' for stdin, or bytes), sequentially in capture order.
 
     maps: BpfMaps by name to use instead of fresh ones (pre-filled maps); seed: the
     bpf_get_prandom_u32 generator's seed; budget: instructions per packet;
-    num_cpus: CPUs the per-CPU maps hold values for (the run itself is on cpu 0)."""
-    col = _Collector(Runner(program, maps=maps, seed=seed, budget=budget, num_cpus=num_cpus))
+    num_cpus: CPUs the per-CPU maps hold values for (the run itself is on cpu 0);
+    engine: "vector" (default; falls back to the interpreter for programs it does not
+    run, see RunResult.engine) or "interp"."""
+    col = _Collector(Runner(program, maps=maps, seed=seed, budget=budget, num_cpus=num_cpus),
+                     engine)
     n = 0
     with open_capture(capture, strict=strict) as reader:
         for batch in reader:

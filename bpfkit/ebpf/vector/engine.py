@@ -1,0 +1,1136 @@
+"""The vector engine: one eBPF program over many packets at once, bit-exact with the
+reference interpreter (bpfkit.ebpf.interp) on return values, packet bytes, maps, trace
+output, instruction counts and faults (pc and kind).
+
+Lanes are packets.  The program is cut into basic blocks (cfg.py); a block runs once
+on every lane that reached it, with each lane's registers carried as compact uint64
+arrays (dead registers dropped, cfg liveness).  A conditional jump splits the lanes; the
+parts wait at their targets and lanes that arrive at one block from several places run
+together.  Blocks are taken lowest address first, so forward-only programs are one sweep;
+back-edges (bounded loops) simply queue lanes at an earlier block again.  bpf-to-bpf
+calls keep the caller's registers with the lanes (a lane's call stack is part of the key
+lanes wait under, so only lanes with the same stack run together).  Instruction counts
+are exact per lane, so the instruction budget faults where the interpreter's does.
+
+Memory is per lane (memory.py); maps run in speculative waves with sequential
+semantics (mapwave.py).  Helpers are vector functions over lanes; the few that work on
+bytes (csum_diff, trace_printk, strncmp, *_load_bytes) run the interpreter's own helper
+once per calling lane on a one-lane memory view, so their semantics cannot drift.
+
+What the engine does not run (tail calls, bpf_loop callbacks, ring buffers, perf
+events, queue/stack/LRU/LPM and other map types, kfuncs, callx) is reported by
+`unsupported_reason`; the capture runner then uses the reference interpreter for the
+whole program and says so.  It never guesses."""
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass
+
+import numpy as np
+
+from ...errors import ExecutionError
+from .. import isa
+from ..interp import (_FUNC_BASE, _MAP_HANDLE_BASE, _MAP_HANDLE_STRIDE, SKF_LL_OFF,
+                      SKF_NET_OFF, Fault, HelperExit, Interpreter, MemoryFault)
+from ..maps.consts import MapType
+from ..prandom import draw_array
+from ..progtypes import (_CB, _SKB_FIELDS, BPF_PROG_TYPE_SOCKET_FILTER, BPF_PROG_TYPE_XDP,
+                         EACCES, EINVAL, ETH_HLEN, META_MAX, PAGE_SIZE, XDP_ABORTED,
+                         XDP_DATA_HARD_END, XDP_FRAME_SIZE, XDP_PACKET_HEADROOM, XDP_REDIRECT,
+                         eth_type_trans)
+from . import alu as A
+from . import cfg
+from .mapwave import SUPPORTED_MAP_TYPES, WaveMaps
+from .memory import (REGION_CTX, REGION_MAPVAL0, REGION_PACKET, REGION_STACK0, STACK_SIZE,
+                     U64, decode, gather, region_base, scatter, unaligned_view)
+
+__all__ = ["VectorProgram", "LaneOutcome", "VECTOR_HELPERS"]
+
+_M64 = (1 << 64) - 1
+_EFAULT = 14
+# helpers the engine runs lane-parallel or per lane; anything else -> interpreter
+_SCALAR_HELPERS = frozenset({6, 28, 182})           # trace_printk, csum_diff, strncmp
+VECTOR_HELPERS = frozenset({1, 2, 3, 5, 7, 8, 125, 160, 93, 94, 23, 26, 44, 51, 54, 65,
+                            188, 189, 190}) | _SCALAR_HELPERS
+
+
+@dataclass(slots=True)
+class LaneOutcome:
+    """Results of a run over n lanes (arrays in lane order)."""
+    retval: np.ndarray                 # uint64, r0 at exit (0 after a fault)
+    insns: np.ndarray                  # int64
+    faults: dict                       # lane -> interp.Fault
+    trace: dict                        # lane -> list[bytes]
+    packets: list | None = None        # XDP: output bytes per lane
+    meta: dict | None = None           # XDP: lane -> metadata bytes (when non-empty)
+    redirects: dict | None = None      # XDP: lane -> redirect target
+    waves: int = 0
+
+
+class _Group:
+    __slots__ = ("lanes", "regs", "frames")
+
+    def __init__(self, lanes, regs, frames):
+        self.lanes = lanes
+        self.regs = regs
+        self.frames = frames          # tuple of (return pc, saved regs)
+
+    def take(self, sel: np.ndarray) -> "_Group":
+        regs = [None if r is None else r[sel] for r in self.regs]
+        frames = tuple((pc, [None if r is None else r[sel] for r in saved])
+                       for pc, saved in self.frames)
+        return _Group(self.lanes[sel], regs, frames)
+
+
+def _concat(parts: list[_Group]) -> _Group:
+    if len(parts) == 1:
+        return parts[0]
+    n = [len(p.lanes) for p in parts]
+
+    def cat(arrs):
+        if all(a is None for a in arrs):
+            return None
+        return np.concatenate([np.zeros(k, np.uint64) if a is None else a
+                               for a, k in zip(arrs, n)])
+    regs = [cat([p.regs[r] for p in parts]) for r in range(11)]
+    frames = tuple((parts[0].frames[d][0], [cat([p.frames[d][1][r] for p in parts])
+                                            for r in range(11)])
+                   for d in range(len(parts[0].frames)))
+    return _Group(np.concatenate([p.lanes for p in parts]), regs, frames)
+
+
+class _Wave:
+    """Per-wave lane state."""
+
+    def __init__(self, prog: "VectorProgram", src: np.ndarray, inp: dict):
+        W = len(src)
+        self.W = W
+        self.src = src
+        self.retval = np.zeros(W, np.uint64)
+        self.insns = np.zeros(W, np.int64)
+        self.faults: dict[int, Fault] = {}
+        self.trace: dict[int, list] = {}
+        self.prand_k = np.zeros(W, np.int64)
+        self.pkt_index = inp["index"][src]
+        self.ts = inp["ts_ns"][src]
+        self.stack = np.zeros(W * prog.depth * STACK_SIZE, np.uint8)
+        self.maps = WaveMaps(prog.maps, W) if prog.maps else None
+        self.buf = inp["buf"]
+        self.frame_off = inp["offset"][src].astype(np.int64)
+        self.frame_len = inp["caplen"][src].astype(np.int64)
+        self.xdp = prog.prog_type == BPF_PROG_TYPE_XDP
+        if self.xdp:
+            self.page = np.zeros(W * PAGE_SIZE, np.uint8)
+            starts = np.arange(W, dtype=np.int64) * PAGE_SIZE + XDP_PACKET_HEADROOM
+            _copy_runs(self.buf, self.frame_off, self.frame_len, self.page, starts)
+            self.data = np.full(W, XDP_PACKET_HEADROOM, np.int64)
+            self.data_meta = self.data.copy()
+            self.data_end = self.data + self.frame_len
+            self.redirect: dict[int, tuple] = {}
+            self.ifindex = inp.get("ingress_ifindex", 1)
+            self.rxq = inp.get("rx_queue_index", 0)
+        else:
+            self.cb = np.zeros(W * (_CB[1] - _CB[0]), np.uint8)
+            self.skb_vals = _skb_values(self.buf, self.frame_off, self.frame_len)
+
+
+def _copy_runs(src: np.ndarray, src_off: np.ndarray, lens: np.ndarray, dst: np.ndarray,
+               dst_off: np.ndarray) -> None:
+    """dst[dst_off[i]:+lens[i]] = src[src_off[i]:+lens[i]] for every i, vectorised."""
+    total = int(lens.sum())
+    if not total:
+        return
+    firsts = np.cumsum(lens) - lens
+    within = np.arange(total, dtype=np.int64) - np.repeat(firsts, lens)
+    dst[np.repeat(dst_off, lens) + within] = src[np.repeat(src_off, lens) + within]
+
+
+def _skb_values(buf, off, length) -> dict[str, np.ndarray]:
+    """__sk_buff fields a test run sets (progtypes.SkBuff), per lane."""
+    n = len(off)
+    vals = {"len": (length - ETH_HLEN).astype(np.uint64), "ifindex": np.ones(n, np.uint64)}
+    proto = np.zeros(n, np.uint64)
+    ptype = np.zeros(n, np.uint64)
+    for i in range(n):
+        o, l_ = int(off[i]), int(length[i])
+        p, t = eth_type_trans(bytes(buf[o:o + l_]))
+        proto[i] = int.from_bytes(p.to_bytes(2, "big"), "little")
+        ptype[i] = t
+    vals["protocol"] = proto
+    vals["pkt_type"] = ptype
+    return vals
+
+
+class VectorProgram:
+    """A program ready for the vector engine, built from a loaded reference Interpreter
+    (which has validated it) and its program type."""
+
+    def __init__(self, interp: Interpreter, prog_type: int):
+        self.interp = interp
+        self.prog_type = prog_type
+        self.slots, self.ops = interp.slots, interp.ops
+        self.maps = list(interp.options.maps)
+        self.budget = interp.options.budget
+        self.helpers = interp.options.helpers
+        self.blocks = cfg.build(self.slots, self.ops)
+        self.depth = 1
+        self.unsupported_reason = self._check()
+
+    def _check(self) -> str | None:
+        if self.prog_type not in (BPF_PROG_TYPE_XDP, BPF_PROG_TYPE_SOCKET_FILTER):
+            return f"program type {self.prog_type}"
+        for pc, (i, op) in enumerate(zip(self.slots, self.ops)):
+            if i is None:
+                continue
+            if op.kind == "callx":
+                return f"callx at instruction {pc}"
+            if op.kind == "call":
+                if i.src == isa.BPF_PSEUDO_CALL:
+                    self.depth = isa.MAX_CALL_FRAMES
+                elif i.src != 0:
+                    return f"call kind {i.src} at instruction {pc}"
+                elif i.imm not in VECTOR_HELPERS:
+                    from ..helper_ids import helper_name
+                    return f"helper {helper_name(i.imm)}#{i.imm} at instruction {pc}"
+            if op.kind == "lddw" and i.src == isa.BPF_PSEUDO_FUNC:
+                return f"callback address (lddw func) at instruction {pc}"
+        for m in self.maps:
+            if getattr(m, "type", None) not in SUPPORTED_MAP_TYPES:
+                t = getattr(m, "type", None)
+                return f"map {getattr(m, 'name', '?')!r} of type " \
+                       f"{t.name.lower() if isinstance(t, MapType) else t}"
+            if getattr(m, "_klru", None) is not None or getattr(m, "lru", False):
+                return f"LRU map {m.name!r}"
+        return None
+
+    # --- running ------------------------------------------------------------------------
+    def run(self, inp: dict, *, seed: int = 0, wave_size: int = 1 << 14) -> LaneOutcome:
+        """Run over the lanes described by `inp` (numpy columns: buf uint8, offset,
+        caplen, ts_ns, index (packet numbers, for prandom and trace tags)), in lane order
+        for map semantics."""
+        if self.unsupported_reason:
+            raise ExecutionError(f"vector engine: unsupported {self.unsupported_reason}")
+        n = len(inp["offset"])
+        retval = np.zeros(n, np.uint64)
+        insns = np.zeros(n, np.int64)
+        faults: dict = {}
+        trace: dict = {}
+        xdp = self.prog_type == BPF_PROG_TYPE_XDP
+        packets: list | None = [None] * n if xdp else None
+        meta: dict = {}
+        redirects: dict = {}
+        waves = 0
+        out = (retval, insns, faults, trace, packets, meta, redirects)
+        pos = 0
+        size = wave_size
+        poor = 0            # consecutive waves that stopped after fewer than 8 lanes
+        streak = 0          # consecutive interpreter stretches
+        while pos < n:
+            if poor >= 2:
+                # waves keep stopping after a few lanes (each lane reads what the one
+                # before it wrote, e.g. a shared counter): run the next stretch one lane
+                # at a time on the reference interpreter, doubling it while this lasts,
+                # so the wasted waves stay a small fraction of the work
+                k = min(n - pos, 64 << min(streak, 12))
+                self._interp_lanes(inp, np.arange(pos, pos + k), seed, out)
+                pos += k
+                streak += 1
+                poor = 1
+                size = 64
+                continue
+            pending = np.arange(pos, min(n, pos + size), dtype=np.int64)
+            waves += 1
+            w = _Wave(self, pending, inp)
+            self._execute(w, seed)
+            c = w.maps.first_conflict() if w.maps is not None else w.W
+            done = np.arange(c)
+            if w.maps is not None:
+                w.maps.commit(c)
+            self._keep(w, done, pending[done], out)
+            pos += c
+            if c >= 8:
+                poor = streak = 0
+            else:
+                poor += 1
+            size = min(wave_size, 2 * size) if c == w.W else max(64, 2 * c)
+        return LaneOutcome(retval, insns, faults, trace, packets, meta if xdp else None,
+                           redirects if xdp else None, waves)
+
+    def _keep(self, w: _Wave, done: np.ndarray, src: np.ndarray, out) -> None:
+        retval, insns, faults, trace, packets, meta, redirects = out
+        retval[src] = w.retval[done]
+        insns[src] = w.insns[done]
+        k = len(done)
+        for lane, f in w.faults.items():
+            if lane < k:
+                faults[int(src[lane])] = f
+        for lane, t in w.trace.items():
+            if lane < k:
+                trace[int(src[lane])] = t
+        if w.xdp:
+            self._xdp_outputs(w, done, src, packets, meta, redirects)
+
+    def _interp_lanes(self, inp: dict, lanes: np.ndarray, seed: int, out) -> None:
+        """Run lanes one at a time on the reference interpreter (same maps)."""
+        from ..prandom import PacketRandom
+        from ..progtypes import run_socket_filter, run_xdp
+        retval, insns, faults, trace, packets, meta, redirects = out
+        buf = inp["buf"]
+        for i in lanes.tolist():
+            o, ln = int(inp["offset"][i]), int(inp["caplen"][i])
+            data = buf[o:o + ln].tobytes()
+            common = {"cpu": 0, "ktime_ns": int(inp["ts_ns"][i]),
+                      "prandom": PacketRandom(seed, int(inp["index"][i])),
+                      "packet_index": int(inp["index"][i])}
+            if self.prog_type == BPF_PROG_TYPE_XDP:
+                r = run_xdp(self.interp, data, ingress_ifindex=inp.get("ingress_ifindex", 1),
+                            rx_queue_index=inp.get("rx_queue_index", 0), **common)
+                packets[i] = r.packet
+                if r.meta:
+                    meta[i] = r.meta
+                if r.redirect is not None:
+                    redirects[i] = r.redirect
+            else:
+                r = run_socket_filter(self.interp, data, **common)
+            retval[i] = r.retval
+            insns[i] = r.insns
+            if r.fault is not None:
+                faults[i] = r.fault
+            if r.trace:
+                trace[i] = list(r.trace)
+
+    def _xdp_outputs(self, w: _Wave, done, src, packets, meta, redirects) -> None:
+        base = done * PAGE_SIZE
+        d0, d1, dm = w.data[done], w.data_end[done], w.data_meta[done]
+        lens = d1 - d0
+        out = np.zeros(int(lens.sum()), np.uint8)
+        starts = np.cumsum(lens) - lens
+        _copy_runs(w.page, base + d0, lens, out, starts)
+        raw = out.tobytes()
+        for j, (s, ln) in enumerate(zip(starts.tolist(), lens.tolist())):
+            packets[int(src[j])] = raw[s:s + ln]
+        for j in np.flatnonzero(dm != d0).tolist():
+            b = int(base[j])
+            meta[int(src[j])] = w.page[b + int(dm[j]):b + int(d0[j])].tobytes()
+        for lane, r in w.redirect.items():
+            if lane < len(done):
+                redirects[int(src[lane])] = r
+
+    def _execute(self, w: _Wave, seed: int) -> None:
+        regs: list = [None] * 11
+        W = w.W
+        live = self.blocks[0].live_in
+        for r in live:
+            regs[r] = np.zeros(W, np.uint64)
+        regs[1] = np.full(W, region_base(REGION_CTX), np.uint64)
+        regs[10] = np.full(W, region_base(REGION_STACK0) + STACK_SIZE, np.uint64)
+        self.seed = seed
+        pending: dict[tuple, list[_Group]] = {(0, ()): [_Group(np.arange(W), regs, ())]}
+        heap = [(0, ())]
+        while heap:
+            key = heapq.heappop(heap)
+            parts = pending.pop(key, None)
+            if not parts:
+                continue
+            g = _concat(parts)
+            self._run_block(w, g, self.blocks[key[0]], pending, heap)
+
+    def _queue(self, pending, heap, pc: int, g: _Group) -> None:
+        if not len(g.lanes):
+            return
+        b = self.blocks[pc]
+        g.regs = [r if i in b.live_in else None for i, r in enumerate(g.regs)]
+        key = (pc, tuple(f[0] for f in g.frames))
+        if key not in pending:
+            pending[key] = []
+            heapq.heappush(heap, key)
+        pending[key].append(g)
+
+    # --- one block ------------------------------------------------------------------------
+    def _run_block(self, w: _Wave, g: _Group, b: cfg.Block, pending, heap) -> None:
+        n_insns = len(b.pcs)
+        risky = bool((w.insns[g.lanes] + n_insns > self.budget).any())
+        for k, pc in enumerate(b.pcs):
+            if risky:
+                # interp: `if count >= budget` before each instruction; the count stays
+                over = w.insns[g.lanes] + k >= self.budget
+                if over.any():
+                    lanes = g.lanes[over]
+                    w.insns[lanes] += k
+                    w.retval[lanes] = 0
+                    for l_ in lanes.tolist():
+                        w.faults[l_] = Fault(pc, "budget", f"instruction budget of "
+                                             f"{self.budget} exhausted")
+                    g = g.take(~over)
+                    if not len(g.lanes):
+                        return
+            g = self._insn(w, g, pc, k)
+            if not len(g.lanes):
+                return
+        w.insns[g.lanes] += n_insns
+        last = self.slots[b.pcs[-1]]
+        op = self.ops[b.pcs[-1]]
+        if b.term == "jcond":
+            taken = self._cond(g, last, op)
+            self._queue(pending, heap, b.target, g.take(taken))
+            self._queue(pending, heap, b.follow, g.take(~taken))
+        elif b.term == "ja":
+            self._queue(pending, heap, b.target, g)
+        elif b.term == "fall":
+            if b.follow is None:
+                raise ExecutionError("vector engine: fell off the end of the program")
+            self._queue(pending, heap, b.follow, g)
+        elif b.term == "exit":
+            if not g.frames:
+                w.retval[g.lanes] = g.regs[0]
+                return
+            r0 = g.regs[0]
+            ret_pc, saved = g.frames[-1]
+            g = _Group(g.lanes, list(saved), g.frames[:-1])
+            g.regs[0] = r0
+            self._queue(pending, heap, ret_pc, g)
+        elif b.term == "call":
+            depth = len(g.frames) + 1
+            if depth >= isa.MAX_CALL_FRAMES:
+                lanes = g.lanes
+                for l_ in lanes.tolist():
+                    w.faults[l_] = Fault(b.pcs[-1], "call_depth",
+                                         f"more than {isa.MAX_CALL_FRAMES} call frames")
+                w.retval[lanes] = 0
+                return
+            saved = list(g.regs)
+            n = len(g.lanes)
+            regs = [None] * 11
+            for r in range(1, 6):
+                regs[r] = g.regs[r] if g.regs[r] is not None else np.zeros(n, np.uint64)
+            for r in (0, 6, 7, 8, 9):
+                regs[r] = np.zeros(n, np.uint64)
+            regs[10] = np.full(n, region_base(REGION_STACK0 + depth) + STACK_SIZE, np.uint64)
+            # each frame's stack starts zeroed, as the interpreter's _new_frame does
+            self._zero_frame(w, g.lanes, depth)
+            self._queue(pending, heap, b.target,
+                        _Group(g.lanes, regs, g.frames + ((b.follow, saved),)))
+
+    def _zero_frame(self, w: _Wave, lanes: np.ndarray, depth: int) -> None:
+        base = lanes * (self.depth * STACK_SIZE) + depth * STACK_SIZE
+        w.stack[base[:, None] + np.arange(STACK_SIZE)] = 0
+
+    def _cond(self, g: _Group, insn, op) -> np.ndarray:
+        bits = op.width
+        a = A.mask_to(g.regs[insn.dst], bits)
+        if op.source == isa.BPF_X:
+            b = A.mask_to(g.regs[insn.src], bits)
+        else:
+            b = U64((insn.imm & _M64) & (0xFFFFFFFF if bits == 32 else _M64))
+        return A.jcond(op.op, a, b, bits)
+
+    # --- lanes leaving mid-block ------------------------------------------------------------
+    def _end_lanes(self, w: _Wave, g: _Group, mask: np.ndarray, k: int, pc: int,
+                   fault: tuple | None, retval: np.ndarray | int = 0) -> _Group:
+        """Lanes in `mask` stop after instruction k of the block (counted)."""
+        lanes = g.lanes[mask]
+        w.insns[lanes] += k + 1
+        if isinstance(retval, np.ndarray):
+            w.retval[lanes] = retval
+        else:
+            w.retval[lanes] = U64(retval & _M64)
+        if fault is not None:
+            kind, detail, region = fault
+            for l_ in lanes.tolist():
+                w.faults[l_] = Fault(pc, kind, detail, None, 0, region)
+        return g.take(~mask)
+
+    # --- one instruction --------------------------------------------------------------------
+    def _insn(self, w: _Wave, g: _Group, pc: int, k: int) -> _Group:
+        insn, op = self.slots[pc], self.ops[pc]
+        kind = op.kind
+        regs = g.regs
+        if kind == "alu":
+            bits = op.width
+            if op.op == isa.BPF_MOV and insn.off:
+                v = A.mask_to(A.sext(regs[insn.src], insn.off).view(U64), bits)
+            else:
+                if op.source == isa.BPF_X:
+                    b = A.mask_to(regs[insn.src], bits)
+                else:
+                    b = np.full(len(g.lanes), (insn.imm & _M64) & (0xFFFFFFFF if bits == 32
+                                                                    else _M64), np.uint64)
+                a = regs[insn.dst]
+                a = np.zeros(len(g.lanes), np.uint64) if a is None else A.mask_to(a, bits)
+                v = A.alu(op.op, insn.off, a, b, bits)
+            regs[insn.dst] = v
+        elif kind == "neg":
+            regs[insn.dst] = A.mask_to(U64(0) - regs[insn.dst], op.width)
+        elif kind == "end":
+            v = regs[insn.dst]
+            if op.name.startswith("le"):
+                regs[insn.dst] = v & U64((1 << insn.imm) - 1) if insn.imm < 64 else v
+            else:
+                regs[insn.dst] = A.swap(v, insn.imm)
+        elif kind in ("ja", "gotol", "jcond", "exit") or (kind == "call"
+                                                           and insn.src == isa.BPF_PSEUDO_CALL):
+            pass                                        # block terminators
+        elif kind == "lddw":
+            g = self._lddw(w, g, insn, pc, k)
+        elif kind in ("ldx", "ldxs"):
+            addr = regs[insn.src] + U64(insn.off & _M64)
+            v, bad = self._load(w, g, addr, op.size)
+            if kind == "ldxs":
+                v = A.sext(v, 8 * op.size).view(U64)
+            g.regs[insn.dst] = v
+            if bad is not None:
+                g = self._fault(w, g, bad, k, pc)
+        elif kind in ("st", "stx"):
+            addr = regs[insn.dst] + U64(insn.off & _M64)
+            val = (np.full(len(g.lanes), insn.imm & _M64, np.uint64) if kind == "st"
+                   else regs[insn.src])
+            bad = self._store(w, g, addr, op.size, val)
+            if bad is not None:
+                g = self._fault(w, g, bad, k, pc)
+        elif kind == "atomic":
+            g = self._atomic(w, g, insn, op, pc, k)
+        elif kind in ("ldabs", "ldind"):
+            g = self._ld_pkt(w, g, insn, op, k, pc)
+        elif kind == "call":
+            g = self._call(w, g, insn, pc, k)
+        else:  # pragma: no cover - _check refuses the rest
+            raise ExecutionError(f"vector engine: instruction kind {kind}")
+        return g
+
+    def _fault(self, w: _Wave, g: _Group, bad: tuple, k: int, pc: int) -> _Group:
+        mask, kinds, details, regions = bad
+        lanes = g.lanes[mask]
+        w.insns[lanes] += k + 1
+        w.retval[lanes] = 0
+        for l_, kd, d, r in zip(lanes.tolist(), kinds, details, regions):
+            w.faults[l_] = Fault(pc, kd, d, None, 0, r)
+        return g.take(~mask)
+
+    # --- memory -----------------------------------------------------------------------------
+    def _locate(self, w: _Wave, lanes: np.ndarray, addr: np.ndarray, size: int,
+                write: bool):
+        """Split an access by region.  Returns (segments, bad) where segments are
+        (positions, tag, arena, byte addresses, extra) and bad maps position ->
+        (kind, detail, region name)."""
+        region, off = decode(addr)
+        segs = []
+        bad: dict[int, tuple] = {}
+        if len(region) and region.min() == region.max():
+            groups = [(int(region[0]), np.arange(len(region)))]
+        else:
+            u = np.unique(region)
+            groups = [(int(r), np.flatnonzero(region == r)) for r in u]
+        n_frames = self.depth
+        for r, pos in groups:
+            o = off[pos]
+            ln = lanes[pos]
+            if r == REGION_CTX:
+                segs.append((pos, "ctx", None, o, None))
+                continue
+            if r == REGION_PACKET and w.xdp:
+                ok = (o >= w.data_meta[ln]) & (o + size <= w.data_end[ln])
+                arena, byte, name = w.page, ln * PAGE_SIZE + o, "packet"
+            elif REGION_STACK0 <= r < REGION_STACK0 + n_frames:
+                d = r - REGION_STACK0
+                ok = o + size <= STACK_SIZE
+                arena = w.stack
+                byte = ln * (n_frames * STACK_SIZE) + d * STACK_SIZE + o
+                name = f"stack[{d}]"
+            elif r >= REGION_MAPVAL0 and w.maps is not None and \
+                    r - REGION_MAPVAL0 < len(w.maps.events):
+                ok, byte, chunks = w.maps.resolve(ln, np.full(len(pos), r - REGION_MAPVAL0),
+                                                  o, size, write)
+                arena, name = w.maps.arena, "map value"
+                good = np.flatnonzero(ok)
+                if len(good):
+                    segs.append((pos[good], "mapval", None, byte[good], (chunks[good], o[good])))
+                for j in np.flatnonzero(~ok).tolist():
+                    bad[int(pos[j])] = ("memory", f"access of {size} byte(s) at "
+                                        f"0x{int(addr[pos[j]]):x} outside the map value",
+                                        name)
+                continue
+            else:
+                for j in pos.tolist():
+                    bad[j] = ("memory", f"access of {size} byte(s) at 0x{int(addr[j]):x} "
+                              "outside every region", None)
+                continue
+            good = np.flatnonzero(ok)
+            if len(good):
+                segs.append((pos[good], name, arena, byte[good], None))
+            for j in np.flatnonzero(~ok).tolist():
+                bad[int(pos[j])] = ("memory", f"access of {size} byte(s) at "
+                                    f"0x{int(addr[pos[j]]):x} outside every region "
+                                    f"(nearest: {name!r})", name)
+        return segs, bad
+
+    @staticmethod
+    def _bad_tuple(n: int, bad: dict):
+        if not bad:
+            return None
+        mask = np.zeros(n, bool)
+        keys = sorted(bad)
+        mask[keys] = True
+        return (mask, [bad[j][0] for j in keys], [bad[j][1] for j in keys],
+                [bad[j][2] for j in keys])
+
+    def _load(self, w: _Wave, g: _Group, addr: np.ndarray, size: int):
+        n = len(g.lanes)
+        out = np.zeros(n, np.uint64)
+        segs, bad = self._locate(w, g.lanes, addr, size, False)
+        for pos, tag, arena, byte, extra in segs:
+            if tag == "ctx":
+                v, cbad = self._ctx_load(w, g.lanes[pos], byte, size)
+                out[pos] = v
+                for j, why in cbad.items():
+                    bad[int(pos[j])] = why
+            elif tag == "mapval":
+                chunks, o = extra
+                out[pos] = gather(w.maps.arena, byte, size)
+                w.maps.note(chunks, o, size, "r")
+            else:
+                out[pos] = gather(arena, byte, size)
+        return out, self._bad_tuple(n, bad)
+
+    def _store(self, w: _Wave, g: _Group, addr: np.ndarray, size: int, val: np.ndarray):
+        n = len(g.lanes)
+        segs, bad = self._locate(w, g.lanes, addr, size, True)
+        for pos, tag, arena, byte, extra in segs:
+            if tag == "ctx":
+                cbad = self._ctx_store(w, g.lanes[pos], byte, size, val[pos])
+                for j, why in cbad.items():
+                    bad[int(pos[j])] = why
+            elif tag == "mapval":
+                chunks, o = extra
+                scatter(w.maps.arena, byte, size, val[pos])
+                w.maps.note(chunks, o, size, "w")
+                w.maps.mark_written(byte, size)
+            else:
+                scatter(arena, byte, size, val[pos])
+        # mapval segments that were refused for writing are read-only values
+        return self._bad_tuple(n, bad)
+
+    # --- contexts -----------------------------------------------------------------------------
+    def _ctx_load(self, w: _Wave, lanes: np.ndarray, off: np.ndarray, size: int):
+        out = np.zeros(len(lanes), np.uint64)
+        bad: dict[int, tuple] = {}
+        for o in np.unique(off).tolist():
+            pos = np.flatnonzero(off == o)
+            ln = lanes[pos]
+            v, why = (self._xdp_ctx(w, ln, o, size) if w.xdp else self._skb_ctx(w, ln, o, size))
+            if why is not None:
+                for j in pos.tolist():
+                    bad[j] = why
+            else:
+                out[pos] = v
+        return out, bad
+
+    def _xdp_ctx(self, w: _Wave, ln, o: int, size: int):
+        if o + size > 24 or o < 0:
+            return None, ("memory", f"access of {size} byte(s) outside 'ctx'", "ctx")
+        if size != 4 or o not in (0, 4, 8, 12, 16):
+            return None, ("memory", f"invalid xdp_md access off={o} size={size} "
+                          "(xdp_is_valid_access)", "ctx")
+        pb = U64(region_base(REGION_PACKET))
+        if o == 0:
+            return pb + w.data[ln].astype(np.uint64), None
+        if o == 4:
+            return pb + w.data_end[ln].astype(np.uint64), None
+        if o == 8:
+            return pb + w.data_meta[ln].astype(np.uint64), None
+        return np.full(len(ln), w.ifindex if o == 12 else w.rxq, np.uint64), None
+
+    def _skb_ctx(self, w: _Wave, ln, o: int, size: int):
+        from ..progtypes import SKB_CTX_SIZE
+        why = ("memory", f"invalid __sk_buff load off={o} size={size} "
+               "(sk_filter_is_valid_access)", "ctx")
+        if o < 0 or o + size > SKB_CTX_SIZE:
+            return None, ("memory", f"access of {size} byte(s) outside 'ctx'", "ctx")
+        if o % size:
+            return None, why
+        if _CB[0] <= o < _CB[1]:
+            if o + size > _CB[1]:
+                return None, why
+            cbw = _CB[1] - _CB[0]
+            return gather(w.cb, ln * cbw + (o - _CB[0]), size), None
+        field = _SKB_FIELDS.get(o & ~3)
+        if field is None or size == 8:
+            return None, why
+        name, target = field
+        v = w.skb_vals.get(name)
+        v = np.zeros(len(ln), np.uint64) if v is None else v[ln]
+        v = v & U64((1 << (8 * target)) - 1)
+        if size < target:
+            v = (v >> U64(8 * (o & 3))) & U64((1 << (8 * size)) - 1)
+        return v, None
+
+    def _ctx_store(self, w: _Wave, lanes, off, size, val) -> dict:
+        bad: dict[int, tuple] = {}
+        for o in np.unique(off).tolist():
+            pos = np.flatnonzero(off == o)
+            if w.xdp:
+                why = ("memory", f"write of {size} byte(s) to read-only 'ctx'", "ctx")
+            elif o + size > 192 or o % size or not (_CB[0] <= o and o + size <= _CB[1]):
+                why = ("memory", f"invalid __sk_buff store off={o} size={size} "
+                       "(sk_filter_is_valid_access)", "ctx")
+            else:
+                cbw = _CB[1] - _CB[0]
+                scatter(w.cb, lanes[pos] * cbw + (o - _CB[0]), size, val[pos])
+                continue
+            for j in pos.tolist():
+                bad[j] = why
+        return bad
+
+    # --- lddw, atomics, packet loads ---------------------------------------------------------
+    def _lddw(self, w: _Wave, g: _Group, insn, pc: int, k: int) -> _Group:
+        n = len(g.lanes)
+        if insn.src == 0:
+            g.regs[insn.dst] = np.full(n, insn.imm, np.uint64)
+            return g
+        mi = insn.imm & 0xFFFFFFFF
+        if insn.src in (isa.BPF_PSEUDO_MAP_FD, isa.BPF_PSEUDO_MAP_IDX):
+            g.regs[insn.dst] = np.full(n, _MAP_HANDLE_BASE + mi * _MAP_HANDLE_STRIDE, np.uint64)
+            return g
+        ptr = w.maps.direct_value(g.lanes, mi)
+        g.regs[insn.dst] = ptr + U64(insn.imm >> 32)
+        return g
+
+    def _atomic(self, w: _Wave, g: _Group, insn, op, pc: int, k: int) -> _Group:
+        size = op.size
+        mask = U64((1 << (8 * size)) - 1)
+        addr = g.regs[insn.dst] + U64(insn.off & _M64)
+        segs, bad = self._locate(w, g.lanes, addr, size, True)
+        src = g.regs[insn.src] & mask
+        a = insn.imm
+        for pos, tag, arena, byte, extra in segs:
+            if tag == "ctx":
+                for j in pos.tolist():
+                    bad[j] = ("memory", f"write of {size} byte(s) to read-only 'ctx'"
+                              if w.xdp else "atomic access to __sk_buff", "ctx")
+                continue
+            if tag == "mapval":
+                arena = w.maps.arena
+                chunks, o = extra
+            old = gather(arena, byte, size)
+            s = src[pos]
+            if a == isa.BPF_ADD and tag == "mapval":
+                # a non-fetching add on a map value: a commutative delta (mapwave)
+                scatter(arena, byte, size, (old + s) & mask)
+                w.maps.add_delta(chunks, o, size, s)
+                continue
+            if a == isa.BPF_XCHG:
+                new = s
+            elif a == isa.BPF_CMPXCHG:
+                r0 = g.regs[0][pos] & mask
+                new = np.where(r0 == old, s, old)
+            else:
+                base = a & ~isa.BPF_FETCH
+                new = {isa.BPF_ADD: old + s, isa.BPF_OR: old | s, isa.BPF_AND: old & s,
+                       isa.BPF_XOR: old ^ s}[base] & mask
+            scatter(arena, byte, size, new)
+            if tag == "mapval":
+                w.maps.note(chunks, o, size, "r")
+                w.maps.note(chunks, o, size, "w")
+                w.maps.mark_written(byte, size)
+            if a == isa.BPF_CMPXCHG:
+                g.regs[0][pos] = old
+            elif a & isa.BPF_FETCH:
+                g.regs[insn.src][pos] = old
+        b = self._bad_tuple(len(g.lanes), bad)
+        if b is not None:
+            g = self._fault(w, g, b, k, pc)
+        return g
+
+    def _ld_pkt(self, w: _Wave, g: _Group, insn, op, k: int, pc: int) -> _Group:
+        """LD_ABS / LD_IND (bpf_skb_load_helper_*): a failing load ends the program with
+        r0 = 0 (not a fault)."""
+        n = len(g.lanes)
+        size = op.size
+        if op.kind == "ldabs":
+            kk = np.full(n, insn.imm, np.int64)
+        else:
+            kk = A.sext((g.regs[insn.src] + U64(insn.imm & _M64)) & A.M32, 32)
+        if w.xdp:
+            flen = np.zeros(n, np.int64)        # the interpreter passes no packet for XDP
+            data_off = np.zeros(n, np.int64)
+        else:
+            flen = w.frame_len[g.lanes]
+            data_off = np.full(n, ETH_HLEN, np.int64)
+        off = np.where(kk >= 0, data_off + kk,
+                       np.where(kk >= SKF_NET_OFF, data_off + (kk - SKF_NET_OFF),
+                                kk - SKF_LL_OFF))
+        ok = (kk >= SKF_LL_OFF) & (off >= 0) & (off + size <= flen)
+        v = np.zeros(n, np.uint64)
+        good = np.flatnonzero(ok)
+        if len(good):
+            view = unaligned_view(w.buf, size, big_endian=True)
+            v[good] = view[w.frame_off[g.lanes[good]] + off[good]].astype(np.uint64)
+        g.regs[0] = v
+        if not ok.all():
+            g = self._end_lanes(w, g, ~ok, k, pc, None, 0)
+        return g
+
+    # --- helpers --------------------------------------------------------------------------------
+    def _call(self, w: _Wave, g: _Group, insn, pc: int, k: int) -> _Group:
+        hid = insn.imm
+        n = len(g.lanes)
+        regs = g.regs
+        r = [regs[i] if regs[i] is not None else np.zeros(n, np.uint64) for i in range(6)]
+        res = None
+        bad: dict[int, tuple] = {}
+        if hid in (1, 2, 3):
+            res = self._map_helper(w, g, hid, r, bad)
+        elif hid in (5, 125, 160):
+            res = w.ts[g.lanes].astype(np.uint64)
+        elif hid == 7:
+            res = draw_array(self.seed, w.pkt_index[g.lanes], w.prand_k[g.lanes])
+            w.prand_k[g.lanes] += 1
+        elif hid in (8, 93, 94):
+            res = np.zeros(n, np.uint64)
+        elif hid in (44, 54, 65):
+            res = self._xdp_adjust(w, g, hid, r, bad)
+        elif hid == 188:
+            res, bad = self._need_xdp_ctx(w, g, r[1], "xdp_get_buff_len")
+            if w.xdp:
+                res = (w.data_end[g.lanes] - w.data[g.lanes]).astype(np.uint64)
+        elif hid in (23, 51):
+            res = self._redirect(w, g, hid, r, bad)
+        else:
+            res = self._scalar_helper(w, g, hid, r, bad)
+        if isinstance(res, tuple):          # (values, lanes ending with HelperExit)
+            res, exits = res
+        else:
+            exits = None
+        g.regs[0] = res                 # r1-r5 keep their values, as in the interpreter
+        if exits:
+            mask = np.zeros(n, bool)
+            vals = np.zeros(n, np.uint64)
+            for j, v in exits.items():
+                mask[j] = True
+                vals[j] = v
+            # a lane ending through HelperExit: retval = its value, no fault
+            lanes = g.lanes[mask]
+            w.insns[lanes] += k + 1
+            w.retval[lanes] = vals[mask]
+            for j in exits:
+                bad.pop(j, None)
+            keep_bad = self._bad_tuple(n, bad)
+            g2 = g.take(~mask)
+            if keep_bad is not None:
+                kb = keep_bad[0][~mask]
+                keep_bad = (kb, keep_bad[1], keep_bad[2], keep_bad[3])
+                g2 = self._fault(w, g2, keep_bad, k, pc)
+            return g2
+        b = self._bad_tuple(n, bad)
+        if b is not None:
+            g = self._fault(w, g, b, k, pc)
+        return g
+
+    def _map_index(self, handle: np.ndarray) -> np.ndarray:
+        rel = handle - U64(_MAP_HANDLE_BASE)
+        idx = (rel // U64(_MAP_HANDLE_STRIDE)).astype(np.int64)
+        ok = (handle >= U64(_MAP_HANDLE_BASE)) & (rel % U64(_MAP_HANDLE_STRIDE) == 0) & \
+            (idx < len(self.maps))
+        return np.where(ok, idx, -1)
+
+    def _read_bytes(self, w: _Wave, lanes: np.ndarray, addr: np.ndarray, nbytes: int,
+                    bad: dict, pos_map: np.ndarray) -> np.ndarray:
+        """uint8 [n, nbytes] read by helpers (a failing read marks the lane in bad)."""
+        out = np.zeros((len(lanes), nbytes), np.uint8)
+        if nbytes == 0:
+            return out
+        segs, b = self._locate(w, lanes, addr, nbytes, False)
+        for j, why in b.items():
+            bad[int(pos_map[j])] = ("memory", why[1], why[2])
+        for pos, tag, arena, byte, extra in segs:
+            if tag == "ctx":
+                continue                          # the raw context buffer reads as zeros
+            if tag == "mapval":
+                arena = w.maps.arena
+                chunks, o = extra
+                w.maps.note(chunks, o, nbytes, "r")
+            out[pos] = arena[byte[:, None] + np.arange(nbytes)]
+        return out
+
+    def _map_helper(self, w: _Wave, g: _Group, hid: int, r: list, bad: dict) -> np.ndarray:
+        n = len(g.lanes)
+        res = np.zeros(n, np.uint64)
+        mi_all = self._map_index(r[1])
+        for j in np.flatnonzero(mi_all < 0).tolist():
+            bad[j] = ("helper", f"0x{int(r[1][j]):x} is not a map pointer", None)
+        for mi in np.unique(mi_all[mi_all >= 0]).tolist():
+            pos = np.flatnonzero(mi_all == mi)
+            m = self.maps[mi]
+            b0 = len(bad)
+            keys = self._read_bytes(w, g.lanes[pos], r[2][pos], m.key_size, bad, pos)
+            if hid == 2:
+                vals = self._read_bytes(w, g.lanes[pos], r[3][pos], m.value_size, bad, pos)
+            if len(bad) != b0:
+                okm = np.array([int(p) not in bad for p in pos], bool)
+                pos, keys = pos[okm], keys[okm]
+                if hid == 2:
+                    vals = vals[okm]
+            if not len(pos):
+                continue
+            lanes = g.lanes[pos]
+            if hid == 1:
+                res[pos] = w.maps.lookup(lanes, mi, keys)
+            elif hid == 2:
+                res[pos] = w.maps.update(lanes, mi, keys, vals, r[4][pos])
+            else:
+                res[pos] = w.maps.delete(lanes, mi, keys)
+        return res
+
+    def _need_xdp_ctx(self, w: _Wave, g: _Group, r1: np.ndarray, name: str):
+        bad: dict[int, tuple] = {}
+        if not w.xdp:
+            for j in range(len(g.lanes)):
+                bad[j] = ("helper", f"bpf_{name} needs the XDP context in r1", None)
+        else:
+            for j in np.flatnonzero(r1 != U64(region_base(REGION_CTX))).tolist():
+                bad[j] = ("helper", f"bpf_{name} needs the XDP context in r1", None)
+        return np.zeros(len(g.lanes), np.uint64), bad
+
+    def _xdp_adjust(self, w: _Wave, g: _Group, hid: int, r: list, bad: dict) -> np.ndarray:
+        name = {44: "adjust_head", 54: "adjust_meta", 65: "adjust_tail"}[hid]
+        res, b = self._need_xdp_ctx(w, g, r[1], f"xdp_{name}")
+        bad.update(b)
+        if not w.xdp:
+            return res
+        okl = np.ones(len(g.lanes), bool)
+        okl[list(b)] = False
+        pos = np.flatnonzero(okl)
+        ln = g.lanes[pos]
+        offset = A.sext(r[2][pos] & A.M32, 32)
+        data, meta, end = w.data[ln], w.data_meta[ln], w.data_end[ln]
+        rc = np.zeros(len(pos), np.int64)
+        if hid == 44:
+            metalen = data - meta
+            nd = data + offset
+            fail = (nd < XDP_FRAME_SIZE + metalen) | (nd > end - ETH_HLEN)
+            rc[fail] = -EINVAL
+            okp = ~fail
+            for j in np.flatnonzero(okp & (metalen > 0)).tolist():
+                base = int(ln[j]) * PAGE_SIZE
+                m0, ml, o = int(meta[j]), int(metalen[j]), int(offset[j])
+                chunk = w.page[base + m0:base + m0 + ml].copy()
+                w.page[base + m0 + o:base + m0 + o + ml] = chunk
+            w.data_meta[ln[okp]] = meta[okp] + offset[okp]
+            w.data[ln[okp]] = nd[okp]
+        elif hid == 54:
+            nm = meta + offset
+            fail1 = (nm < XDP_FRAME_SIZE) | (nm > data)
+            metalen = data - nm
+            fail2 = ~fail1 & ((metalen % 4 != 0) | (metalen > META_MAX))
+            rc[fail1] = -EINVAL
+            rc[fail2] = -EACCES
+            okp = ~(fail1 | fail2)
+            w.data_meta[ln[okp]] = nm[okp]
+        else:
+            ne = end + offset
+            fail = (ne > XDP_DATA_HARD_END) | (ne < data + ETH_HLEN)
+            rc[fail] = -EINVAL
+            okp = ~fail
+            grow = np.flatnonzero(okp & (offset > 0))
+            if len(grow):
+                lens = offset[grow]
+                _zero_runs(w.page, ln[grow] * PAGE_SIZE + end[grow], lens)
+            w.data_end[ln[okp]] = ne[okp]
+        res[pos] = rc.astype(np.uint64)
+        return res
+
+    def _redirect(self, w: _Wave, g: _Group, hid: int, r: list, bad: dict) -> np.ndarray:
+        from ..progtypes import _ACTION_MASK, BPF_F_BROADCAST, BPF_F_EXCLUDE_INGRESS
+        n = len(g.lanes)
+        res = np.zeros(n, np.uint64)
+        if not w.xdp:
+            for j in range(n):
+                bad[j] = ("helper", "bpf_redirect needs the XDP context", None)
+            return res
+        for j in range(n):
+            lane = int(g.lanes[j])
+            if hid == 23:
+                if int(r[2][j]):
+                    res[j] = XDP_ABORTED
+                    continue
+                w.redirect[lane] = ("ifindex", int(r[1][j]) & 0xFFFFFFFF)
+                res[j] = XDP_REDIRECT
+                continue
+            mi = int(self._map_index(r[1][j:j + 1])[0])
+            if mi < 0:
+                bad[j] = ("helper", f"0x{int(r[1][j]):x} is not a map pointer", None)
+                continue
+            m = self.maps[mi]
+            if not hasattr(m, "redirect_target"):
+                bad[j] = ("helper", "bpf_redirect_map on a map without redirect targets "
+                          f"({type(m).__name__})", None)
+                continue
+            devmap = m.type in (MapType.DEVMAP, MapType.DEVMAP_HASH)
+            fm = BPF_F_BROADCAST | BPF_F_EXCLUDE_INGRESS if devmap else 0
+            flags = int(r[3][j])
+            if flags & ~(_ACTION_MASK | fm):
+                res[j] = XDP_ABORTED
+                continue
+            if flags & BPF_F_BROADCAST:
+                bad[j] = ("unsupported", "bpf_redirect_map with BPF_F_BROADCAST", None)
+                continue
+            key = int(r[2][j]) & 0xFFFFFFFF
+            t = m.redirect_target(key)
+            if t is None:
+                w.redirect.pop(lane, None)
+                res[j] = flags & _ACTION_MASK
+            else:
+                w.redirect[lane] = ("map", getattr(m, "name", ""), key, t)
+                res[j] = XDP_REDIRECT
+        return res
+
+    def _scalar_helper(self, w: _Wave, g: _Group, hid: int, r: list, bad: dict):
+        """Helpers that work on bytes: the interpreter's implementation, once per lane,
+        on a one-lane view of the lane's memory (_LaneMemory)."""
+        n = len(g.lanes)
+        res = np.zeros(n, np.uint64)
+        exits: dict[int, int] = {}
+        if hid in (26, 189, 190):
+            fn = {26: self._skb_load_bytes, 189: self._xdp_bytes, 190: self._xdp_bytes}[hid]
+        else:
+            fn = self.helpers[hid]
+        for j in range(n):
+            mem = _LaneMemory(self, w, int(g.lanes[j]))
+            try:
+                if hid in (26, 189, 190):
+                    v = fn(mem, hid, *(int(r[i][j]) for i in range(1, 6)))
+                else:
+                    v = fn(mem, *(int(r[i][j]) for i in range(1, 6)))
+                res[j] = v & _M64
+            except MemoryFault as f:
+                bad[j] = (f.kind, f.detail, f.region)
+            except HelperExit as e:
+                exits[j] = e.value & _M64
+            if mem.trace:
+                w.trace.setdefault(int(g.lanes[j]), []).extend(mem.trace)
+        return (res, exits) if exits else res
+
+    def _skb_load_bytes(self, mem: "_LaneMemory", hid, r1, r2, r3, r4, r5) -> int:
+        w, lane = mem.w, mem.lane
+        if w.xdp or r1 != region_base(REGION_CTX):
+            raise MemoryFault("helper", "bpf_skb_load_bytes needs the __sk_buff context in r1")
+        offset, length = r2 & 0xFFFFFFFF, r4 & 0xFFFFFFFF
+        o, fl = int(w.frame_off[lane]), int(w.frame_len[lane])
+        data = w.buf[o + ETH_HLEN:o + fl].tobytes() if fl > ETH_HLEN else b""
+        if offset > 0x7FFFFFFF or offset + length > len(data):
+            mem.write(r3, bytes(length))
+            return -_EFAULT & _M64
+        mem.write(r3, data[offset:offset + length])
+        return 0
+
+    def _xdp_bytes(self, mem: "_LaneMemory", hid, r1, r2, r3, r4, r5) -> int:
+        w, lane = mem.w, mem.lane
+        store = hid == 190
+        if not w.xdp or r1 != region_base(REGION_CTX):
+            raise MemoryFault("helper", f"bpf_xdp_{'store' if store else 'load'}_bytes "
+                              "needs the XDP context in r1")
+        offset, length = r2 & 0xFFFFFFFF, r4 & 0xFFFFFFFF
+        if offset > 0xFFFF or length > 0xFFFF:
+            return -_EFAULT & _M64
+        if offset + length > int(w.data_end[lane] - w.data[lane]):
+            return -EINVAL & _M64
+        start = lane * PAGE_SIZE + int(w.data[lane]) + offset
+        if store:
+            w.page[start:start + length] = np.frombuffer(mem.read(r3, length), np.uint8)
+        else:
+            mem.write(r3, w.page[start:start + length].tobytes())
+        return 0
+
+
+def _zero_runs(arena: np.ndarray, starts: np.ndarray, lens: np.ndarray) -> None:
+    total = int(lens.sum())
+    if not total:
+        return
+    firsts = np.cumsum(lens) - lens
+    within = np.arange(total, dtype=np.int64) - np.repeat(firsts, lens)
+    arena[np.repeat(starts, lens) + within] = 0
+
+
+class _RegionView:
+    """What interp.Memory.find returns, for one lane's region (helpers read buf[lo:hi])."""
+    __slots__ = ("name", "buf", "lo", "hi")
+
+    def __init__(self, name, buf, lo, hi):
+        self.name, self.buf, self.lo, self.hi = name, buf, lo, hi
+
+
+class _LaneMemory:
+    """interp.Memory's helper-facing interface over one lane of a wave."""
+
+    def __init__(self, prog: VectorProgram, w: _Wave, lane: int):
+        self.prog, self.w, self.lane = prog, w, lane
+        self.trace: list[bytes] = []
+        self.cpu = 0
+        self.ktime_ns = int(w.ts[lane])
+        self.packet_index = int(w.pkt_index[lane])
+        self.context = None
+        self.reserved: dict = {}
+
+    def prandom(self) -> int:
+        v = int(draw_array(self.prog.seed, np.array([self.packet_index]),
+                           np.array([self.w.prand_k[self.lane]]))[0])
+        self.w.prand_k[self.lane] += 1
+        return v
+
+    def _seg(self, addr: int, size: int, write: bool):
+        lanes = np.array([self.lane], np.int64)
+        segs, bad = self.prog._locate(self.w, lanes, np.array([addr & _M64], np.uint64),
+                                      max(size, 1), write)
+        if bad:
+            kind, detail, region = bad[0]
+            raise MemoryFault(kind, detail, addr, size, region)
+        pos, tag, arena, byte, extra = segs[0]
+        if tag == "ctx":
+            raise MemoryFault("unsupported", "helper access to the context buffer", addr, size,
+                              "ctx")
+        if tag == "mapval":
+            self.w.maps.note(extra[0], extra[1], max(size, 1), "w" if write else "r")
+            arena = self.w.maps.arena
+        return arena, int(byte[0]), tag
+
+    def read(self, addr: int, size: int) -> bytes:
+        if size == 0:
+            return b""
+        arena, b, _ = self._seg(addr, size, False)
+        return arena[b:b + size].tobytes()
+
+    def write(self, addr: int, data: bytes) -> None:
+        if not data:
+            return
+        arena, b, tag = self._seg(addr, len(data), True)
+        arena[b:b + len(data)] = np.frombuffer(bytes(data), np.uint8)
+        if tag == "mapval":
+            self.w.maps.mark_written(np.array([b]), len(data))
+
+    def load(self, addr: int, size: int) -> int:
+        return int.from_bytes(self.read(addr, size), "little")
+
+    def store(self, addr: int, size: int, value: int) -> None:
+        self.write(addr, (value & ((1 << (8 * size)) - 1)).to_bytes(size, "little"))
+
+    def find(self, addr: int, size: int):
+        """The lane's region around addr, as (view, offset) (for %s strings): the bytes
+        from addr to the end of the lane's window."""
+        arena, b, tag = self._seg(addr, size, False)
+        region, off = decode(np.array([addr & _M64], np.uint64))
+        off = int(off[0])
+        if tag == "mapval":
+            ch = int(self.w.maps.events[int(region[0]) - REGION_MAPVAL0][self.lane])
+            end = int(self.w.maps.c_size.a[ch])
+            self.w.maps.note(np.array([ch]), np.array([0]), max(end, 1), "r")
+        elif tag == "packet":
+            end = int(self.w.data_end[self.lane])
+        else:
+            end = STACK_SIZE
+        tail = arena[b:b + (end - off)].tobytes()
+        return _RegionView(tag, bytes(off) + tail, 0, off + len(tail)), off
+
+    def map_at(self, addr: int):
+        i = int(self.prog._map_index(np.array([addr & _M64], np.uint64))[0])
+        if i < 0:
+            raise MemoryFault("helper", f"0x{addr:x} is not a map pointer", addr)
+        return self.prog.maps[i]
