@@ -55,6 +55,23 @@ def capture_expression_program(expr: str, capture: str, *, optimize: bool = True
     return expression_program(expr, optimize=optimize, swapped=capture_is_swapped(capture))
 
 
+ENGINES = ("vector", "interp")
+
+
+def _scalar_batch(prog: Program, batch: PacketBatch) -> np.ndarray:
+    """The reference classic interpreter (libpcap bpf_filter semantics), packet by
+    packet: what --engine interp runs, to cross-check the vector engine."""
+    from .cbpf.interp import run_filter
+    return np.array([run_filter(prog, bytes(batch[i]), int(batch.wirelen[i]))
+                     for i in range(len(batch))], dtype=np.uint32)
+
+
+def _engine(name: str):
+    if name not in ENGINES:
+        raise UsageError(f"unknown engine {name!r} (use one of {', '.join(ENGINES)})")
+    return run_batch if name == "vector" else _scalar_batch
+
+
 def _program(source: ProgramSource, batch: PacketBatch) -> Program:
     return source if isinstance(source, Program) else source(batch.linktype, batch.snaplen)
 
@@ -83,15 +100,19 @@ class FilterSummary:
 
 
 def run_program(prog: ProgramSource, capture: str, *, count: Optional[int] = None,
-                strict: bool = False, progress: Optional[Progress] = None) -> RunSummary:
-    """Run `prog` over the first `count` packets (all when None) of `capture`."""
+                strict: bool = False, progress: Optional[Progress] = None,
+                engine: str = "vector") -> RunSummary:
+    """Run `prog` over the first `count` packets (all when None) of `capture`.
+    engine: "vector" (the lane-parallel classic interpreter, bpfkit.cbpf.vinterp) or
+    "interp" (the reference interpreter, one packet at a time)."""
+    run = _engine(engine)
     parts: list[np.ndarray] = []
     n = 0
     with open_capture(capture, strict=strict) as reader:
         for batch in reader:
             if count is not None and n + len(batch) > count:
                 batch = batch[: count - n]
-            parts.append(run_batch(_program(prog, batch), batch))
+            parts.append(run(_program(prog, batch), batch))
             n += len(batch)
             if progress:
                 progress(n)
@@ -104,13 +125,22 @@ def run_program(prog: ProgramSource, capture: str, *, count: Optional[int] = Non
 
 def filter_capture(prog: ProgramSource, capture: str, output: Optional[str], *,
                    count: Optional[int] = None, format: str = "pcap", strict: bool = False,
-                   progress: Optional[Progress] = None) -> FilterSummary:
+                   progress: Optional[Progress] = None, engine: str = "vector"
+                   ) -> FilterSummary:
     """Write the packets of `capture` on which `prog` returns non-zero to `output`
     (None: count only), keeping the input's link type, snaplen and timestamp precision.
     `count` stops after that many kept packets, like `tcpdump -c`.
 
     As with libpcap's pcap_offline_filter, a non-zero return keeps the packet whole:
-    a savefile reader does not truncate to the return value."""
+    a savefile reader does not truncate to the return value.
+
+    engine: "vector" (default: the lane-parallel classic interpreter) or "interp" (the
+    reference interpreter, packet by packet; slow, for cross-checking).  Classic
+    programs are not translated to eBPF here: libpcap's `len` is the wire length, which
+    neither translation sees (a socket filter's skb->len and XDP's data_end are the
+    captured bytes), so only the classic engines keep what tcpdump keeps on truncated
+    captures."""
+    run = _engine(engine)
     if _same_file(capture, output):
         # the input is memory-mapped: truncating it under the reader would kill the
         # process (SIGBUS); tcpdump -r X -w X silently leaves an empty capture
@@ -122,7 +152,7 @@ def filter_capture(prog: ProgramSource, capture: str, output: Optional[str], *,
         with open_capture(capture, strict=strict) as reader:
             for batch in reader:
                 read += len(batch)
-                sel = batch[run_batch(_program(prog, batch), batch) != 0]
+                sel = batch[run(_program(prog, batch), batch) != 0]
                 if count is not None and kept + len(sel) > count:
                     sel = sel[: count - kept]
                 if output is not None:

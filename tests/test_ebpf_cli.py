@@ -225,7 +225,7 @@ def test_run_summary_and_json(bpfkit, capsys, xdp_file):
     counts = {v: j["verdict"].count(v) for v in XDP_NAMES.values()}
     assert text[:6] == ["packets: 1527"] + [f"{v}: {counts[v]}" for v in
                                             ("ABORTED", "DROP", "PASS", "TX", "REDIRECT")]
-    assert text[6:] == ["faults: 0", "skipped: 0"]
+    assert text[6:] == ["faults: 0", "skipped: 0", "engine: vector"]
     # the array counts IPv4 packets per protocol, the hash every packet long enough
     proto = {int.from_bytes(bytes.fromhex(d["key"]), "little"):
              int.from_bytes(bytes.fromhex(d["value"]), "little") for d in j["maps"]["proto"]}

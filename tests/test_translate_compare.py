@@ -70,7 +70,7 @@ def test_cli(capsys, tmp_path):
     assert main(["compare", "-r", str(SAMPLE), "--kernel", "no", "--json", "tcp", "port",
                  "80"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["ok"] and [p["pair"] for p in out["pairs"]] == ["socket", "xdp"]
+    assert out["ok"] and [p["pair"] for p in out["pairs"]] == ["socket", "xdp"] + VECTOR_PAIRS
     assert main(["compare", "-r", str(SAMPLE), "udp"]) == 0
     text = capsys.readouterr().out
     assert text.splitlines()[0].split()[:3] == ["pair", "left", "right"]
@@ -78,6 +78,7 @@ def test_cli(capsys, tmp_path):
 
 # --- the kernel pairs ---------------------------------------------------------------
 
+VECTOR_PAIRS = ["vector-socket", "vector-xdp"]
 KERNEL_PAIRS = ["kernel-cbpf", "kernel-socket", "kernel-xdp"]
 KERNEL_EXPRS = ["tcp port 80", "udp or icmp", "ip6 and tcp", "vlan and ip",
                 "tcp[tcpflags] & tcp-syn != 0"]
@@ -113,7 +114,7 @@ def test_kernel_pairs_agree_on_sample(expr):
     batch = read_capture(str(SAMPLE))
     prog = tcpdump_program(expr)
     rep = compare_batch(prog, batch, kernel=True)
-    assert [p.name for p in rep.pairs] == ["socket", "xdp"] + KERNEL_PAIRS
+    assert [p.name for p in rep.pairs] == ["socket", "xdp"] + VECTOR_PAIRS + KERNEL_PAIRS
     assert rep.ok
     # every sample frame is 42..1538 bytes: nothing is refused, every packet compared
     for p in rep.pairs:
@@ -129,11 +130,11 @@ def test_kernel_pairs_agree_on_sample(expr):
 def test_cli_kernel_yes_on_sample(capsys):
     assert main(["compare", "-r", str(SAMPLE), "--kernel", "yes", "--json", "tcp"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["ok"] and [p["pair"] for p in out["pairs"]] == ["socket", "xdp"] + KERNEL_PAIRS
+    assert out["ok"] and [p["pair"] for p in out["pairs"]] == ["socket", "xdp"] + VECTOR_PAIRS + KERNEL_PAIRS
     assert all(p["compared"] == out["packets"] and p["error"] is None for p in out["pairs"])
     assert main(["compare", "-r", str(SAMPLE), "udp"]) == 0      # auto: kernel pairs too
     names = [ln.split()[0] for ln in capsys.readouterr().out.splitlines()[1:]]
-    assert names == ["socket", "xdp"] + KERNEL_PAIRS
+    assert names == ["socket", "xdp"] + VECTOR_PAIRS + KERNEL_PAIRS
 
 
 @pytest.mark.kernel
@@ -216,7 +217,7 @@ def test_random_makes_kernel_pairs_unavailable():
     prog = Program([(0x20, 0, 0, (SKF_AD_OFF + SKF_AD_RANDOM) & 0xFFFFFFFF),
                     (0x06, 0, 0, 1)])
     rep = compare_batch(prog, PacketBatch.from_packets([bytes(60)]), kernel=True)
-    for p in rep.pairs[2:]:
+    for p in rep.pairs[4:]:
         assert "SKF_AD_RANDOM" in p.unavailable and p.compared == 0
 
 
@@ -224,7 +225,7 @@ def test_random_makes_kernel_pairs_unavailable():
 def test_program_refused_by_both():
     prog = Program([(0x04, 0, 0, 0)])             # no ret: both validators refuse
     rep = compare_batch(prog, PacketBatch.from_packets([bytes(60)]), kernel=True)
-    cb = rep.pairs[2]
+    cb = rep.pairs[4]
     assert cb.name == "kernel-cbpf" and "SO_ATTACH_FILTER: EINVAL" in cb.unavailable
     assert cb.error is None
 
@@ -234,8 +235,8 @@ def test_kernel_unavailable(monkeypatch, capsys):
     batch = read_capture(str(SAMPLE))
     prog = Program([(0x06, 0, 0, 1)])
     rep = compare_batch(prog, batch, kernel="auto")
-    assert [p.name for p in rep.pairs] == ["socket", "xdp"] + KERNEL_PAIRS
-    for p in rep.pairs[2:]:
+    assert [p.name for p in rep.pairs] == ["socket", "xdp"] + VECTOR_PAIRS + KERNEL_PAIRS
+    for p in rep.pairs[4:]:
         assert p.unavailable == "no bpf(2) here (test)" and p.compared == 0
     assert rep.ok
     with pytest.raises(bkernel.UnavailableError, match="no bpf"):

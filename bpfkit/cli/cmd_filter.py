@@ -42,6 +42,9 @@ def register(sub) -> None:
     p.add_argument("--pcapng", action="store_true", help="write pcapng instead of pcap")
     p.add_argument("--json", action="store_true",
                    help='print {"packets": N, "kept": K, "warnings": [...]} as JSON')
+    p.add_argument("--engine", choices=("vector", "interp"), default="vector",
+                   help="vector (default): all packets of a batch at once; interp: the "
+                        "reference interpreter, one packet at a time (slow; to cross-check)")
     p.set_defaults(func=run)
 
 
@@ -63,7 +66,8 @@ def run(args) -> int:
     try:
         summary = filter_capture(prog, args.capture, args.output, count=args.count,
                                  format="pcapng" if args.pcapng else "pcap",
-                                 strict=args.strict, progress=progress)
+                                 strict=args.strict, progress=progress,
+                                 engine=args.engine)
     except CompileError as e:
         raise CompileError(describe(e, expr or "")) from None
     finally:

@@ -88,6 +88,11 @@ def register(sub) -> None:
     add_elf_options(e, with_set=True)
     e.add_argument("--trace", action="store_true",
                    help="print bpf_trace_printk lines (they are always in --json)")
+    p.add_argument("--engine", choices=("vector", "interp"), default="vector",
+                   help="vector (default): the vector engine, all packets of a batch at "
+                        "once (eBPF programs it cannot run go to the interpreter, and the "
+                        "output says so); interp: the reference interpreter, one packet "
+                        "at a time")
     p.set_defaults(func=run)
 
 
@@ -106,7 +111,7 @@ def run(args) -> int:
     prog = read_program(args.prog)
     progress = Progress("run")
     summary = run_program(prog, args.capture, count=args.count, strict=args.strict,
-                          progress=progress)
+                          progress=progress, engine=args.engine)
     progress.done()
     report_problems("run", summary.problems)
     if args.json:
@@ -142,7 +147,7 @@ def run_ebpf(args) -> int:
                                  maps=map_specs(args.maps, full=True), data=data)
     progress = Progress("run")
     res = run_capture(prog, args.capture, count=args.count, maps=maps, seed=args.seed or 0,
-                      strict=args.strict, progress=progress)
+                      strict=args.strict, progress=progress, engine=args.engine)
     progress.done()
     report_problems("run", res.problems)
     if args.outfile:
@@ -167,5 +172,6 @@ def run_ebpf(args) -> int:
             for d in entries:
                 v = d["value"] if isinstance(d["value"], str) else " ".join(d["value"])
                 lines.append(f"  key {d['key']} value {v}")
+    lines.append(f"engine: {res.engine}")
     print("\n".join(lines))
     return 0

@@ -12,6 +12,14 @@ Pairs compared (each packet is one frame, the mac header at skb->data / xdp data
             match decisions must be equal.  Frames under 14 bytes (the kernel refuses
             them) or over 3520 (multi-buffer XDP) are skipped and counted.
 
+``vector-socket``  the socket-mode translation on the eBPF interpreter as a test run
+                   (progtypes.run_socket_filter: the frame's first 14 bytes are the
+                   Ethernet header) against the same program on the vector engine
+                   (bpfkit.ebpf.vector) over the whole batch: equal u32 return values.
+``vector-xdp``     the XDP translation on the eBPF interpreter against the vector
+                   engine: equal return values.  Frames the test run refuses are
+                   skipped as in ``xdp``.
+
 With ``kernel=True`` or ``"auto"`` the running Linux kernel (bpfkit.kernel) joins:
 
 ``kernel-cbpf``    the classic program attached with SO_ATTACH_FILTER to an AF_UNIX
@@ -178,6 +186,48 @@ def _xdp_pair(prog: Program, batch: PacketBatch, max_listed: int, match: int,
         values.append((i, int(want[i] != 0), int(got == tr.match)))
     return _pair("xdp", "cbpf filter", "ebpf xdp", values, batch, sum(reasons.values()),
                  max_listed, reasons)
+
+
+def _vector_pair(name: str, prog: Program, batch: PacketBatch, max_listed: int, match,
+                 nomatch) -> PairResult:
+    """The eBPF interpreter against the vector engine on one translation."""
+    from ..ebpf import progtypes
+    from ..ebpf.vector import VectorProgram
+    from .socket import translate_socket
+    from .xdp import translate_xdp
+    xdp = name == "vector-xdp"
+    left, right = ("ebpf xdp", "vector xdp") if xdp else ("ebpf socket", "vector socket")
+    if _reads_random(prog):
+        return PairResult(name, left, right, 0, 0, len(batch), (),
+                          "the program reads SKF_AD_RANDOM (a per-run random draw)")
+    try:
+        tr = translate_xdp(prog, match=match, nomatch=nomatch) if xdp else \
+            translate_socket(prog)
+    except BpfError as e:
+        return PairResult(name, left, right, 0, 0, len(batch), (), str(e))
+    ptype = progtypes.BPF_PROG_TYPE_XDP if xdp else progtypes.BPF_PROG_TYPE_SOCKET_FILTER
+    interp = progtypes.load(tr.insns, ptype)
+    reasons: dict[str, int] = {}
+    lanes = []
+    for i in range(len(batch)):
+        n = int(batch.caplen[i])
+        why = _xdp_size_reason(n) if xdp else (
+            f"frame under {_XDP_MIN} bytes (test run: EINVAL)" if n < _XDP_MIN else None)
+        if why:
+            reasons[why] = reasons.get(why, 0) + 1
+        else:
+            lanes.append(i)
+    idx = np.array(lanes, dtype=np.int64)
+    inp = {"buf": batch.buf, "offset": np.asarray(batch.offset, np.int64)[idx],
+           "caplen": np.asarray(batch.caplen, np.int64)[idx],
+           "ts_ns": np.asarray(batch.ts_ns, np.int64)[idx], "index": idx}
+    got = VectorProgram(interp, ptype).run(inp).retval & np.uint64(0xFFFFFFFF) \
+        if len(idx) else np.zeros(0, np.uint64)
+    run_one = progtypes.run_xdp if xdp else progtypes.run_socket_filter
+    values = [(i, run_one(interp, bytes(batch[i])).retval, int(g))
+              for i, g in zip(lanes, got.tolist())]
+    return _pair(name, left, right, values, batch, sum(reasons.values()), max_listed,
+                 reasons)
 
 
 def _xdp_size_reason(n: int) -> str | None:
@@ -362,7 +412,9 @@ def compare_batch(prog: Program, batch: PacketBatch, *, max_listed: int = 10,
     if _verdict(xdp_match) == _verdict(xdp_nomatch):
         raise UsageError("the XDP match and no-match verdicts must differ")
     pairs = (_socket_pair(prog, batch, max_listed),
-             _xdp_pair(prog, batch, max_listed, xdp_match, xdp_nomatch))
+             _xdp_pair(prog, batch, max_listed, xdp_match, xdp_nomatch),
+             _vector_pair("vector-socket", prog, batch, max_listed, xdp_match, xdp_nomatch),
+             _vector_pair("vector-xdp", prog, batch, max_listed, xdp_match, xdp_nomatch))
     if mode:
         pairs += _kernel_pairs(prog, batch, max_listed, mode, xdp_match, xdp_nomatch)
     return CompareReport(len(batch), pairs)

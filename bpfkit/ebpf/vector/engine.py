@@ -118,7 +118,9 @@ class _Wave:
         self.buf = inp["buf"]
         self.frame_off = inp["offset"][src].astype(np.int64)
         self.frame_len = inp["caplen"][src].astype(np.int64)
-        self.xdp = prog.prog_type == BPF_PROG_TYPE_XDP
+        # XDP programs and the conformance "mem" mode both see the bytes in a page
+        self.xdp = prog.prog_type == BPF_PROG_TYPE_XDP or prog.mem_mode
+        self.mem_mode = prog.mem_mode
         if self.xdp:
             self.page = np.zeros(W * PAGE_SIZE, np.uint8)
             starts = np.arange(W, dtype=np.int64) * PAGE_SIZE + XDP_PACKET_HEADROOM
@@ -165,9 +167,13 @@ class VectorProgram:
     """A program ready for the vector engine, built from a loaded reference Interpreter
     (which has validated it) and its program type."""
 
-    def __init__(self, interp: Interpreter, prog_type: int):
+    def __init__(self, interp: Interpreter, prog_type: int | None):
+        """prog_type None: the bpf_conformance convention of Interpreter.run(mem=...):
+        r1 points to a per-lane copy of the packet bytes, r2 holds their length, and
+        every helper the Interpreter was given may be called."""
         self.interp = interp
         self.prog_type = prog_type
+        self.mem_mode = prog_type is None
         self.slots, self.ops = interp.slots, interp.ops
         self.maps = list(interp.options.maps)
         self.budget = interp.options.budget
@@ -177,7 +183,8 @@ class VectorProgram:
         self.unsupported_reason = self._check()
 
     def _check(self) -> str | None:
-        if self.prog_type not in (BPF_PROG_TYPE_XDP, BPF_PROG_TYPE_SOCKET_FILTER):
+        if not self.mem_mode and self.prog_type not in (BPF_PROG_TYPE_XDP,
+                                                          BPF_PROG_TYPE_SOCKET_FILTER):
             return f"program type {self.prog_type}"
         for pc, (i, op) in enumerate(zip(self.slots, self.ops)):
             if i is None:
@@ -189,7 +196,7 @@ class VectorProgram:
                     self.depth = isa.MAX_CALL_FRAMES
                 elif i.src != 0:
                     return f"call kind {i.src} at instruction {pc}"
-                elif i.imm not in VECTOR_HELPERS:
+                elif i.imm not in VECTOR_HELPERS and not self.mem_mode:
                     from ..helper_ids import helper_name
                     return f"helper {helper_name(i.imm)}#{i.imm} at instruction {pc}"
             if op.kind == "lddw" and i.src == isa.BPF_PSEUDO_FUNC:
@@ -215,46 +222,83 @@ class VectorProgram:
         insns = np.zeros(n, np.int64)
         faults: dict = {}
         trace: dict = {}
-        xdp = self.prog_type == BPF_PROG_TYPE_XDP
+        xdp = self.prog_type == BPF_PROG_TYPE_XDP or self.mem_mode
         packets: list | None = [None] * n if xdp else None
         meta: dict = {}
         redirects: dict = {}
         waves = 0
         out = (retval, insns, faults, trace, packets, meta, redirects)
-        pos = 0
-        size = wave_size
-        poor = 0            # consecutive waves that stopped after fewer than 8 lanes
-        streak = 0          # consecutive interpreter stretches
-        while pos < n:
-            if poor >= 2:
-                # waves keep stopping after a few lanes (each lane reads what the one
-                # before it wrote, e.g. a shared counter): run the next stretch one lane
-                # at a time on the reference interpreter, doubling it while this lasts,
-                # so the wasted waves stay a small fraction of the work
-                k = min(n - pos, 64 << min(streak, 12))
-                self._interp_lanes(inp, np.arange(pos, pos + k), seed, out)
-                pos += k
-                streak += 1
-                poor = 1
-                size = 64
-                continue
-            pending = np.arange(pos, min(n, pos + size), dtype=np.int64)
+        for lo in range(0, n, wave_size):
+            pending = np.arange(lo, min(n, lo + wave_size), dtype=np.int64)
             waves += 1
             w = _Wave(self, pending, inp)
             self._execute(w, seed)
-            c = w.maps.first_conflict() if w.maps is not None else w.W
-            done = np.arange(c)
-            if w.maps is not None:
-                w.maps.commit(c)
-            self._keep(w, done, pending[done], out)
-            pos += c
-            if c >= 8:
-                poor = streak = 0
-            else:
-                poor += 1
-            size = min(wave_size, 2 * size) if c == w.W else max(64, 2 * c)
+            if w.maps is None:
+                self._keep(w, np.arange(w.W), pending, out)
+                continue
+            self._settle(w, inp, pending, seed, out)
         return LaneOutcome(retval, insns, faults, trace, packets, meta if xdp else None,
                            redirects if xdp else None, waves)
+
+    def _settle(self, w: _Wave, inp: dict, pending: np.ndarray, seed: int, out) -> None:
+        """Make a wave's map effects sequential.  Walk its lanes in capture order: a
+        lane that read what an earlier lane of the wave wrote (mapwave.analyze), or that
+        touched a key a re-run lane changed, is run again on the reference interpreter
+        against the real maps, which then hold exactly the effects of every lane before
+        it; the other lanes keep their wave results and are committed in order in
+        between.  Every lane is thus committed after all earlier lanes, having seen
+        exactly their effects."""
+        wm = w.maps
+        conflict, rl, rk = wm.analyze()
+        rerun = conflict.copy()
+        dirty: set = set()
+        pos = 0
+        W = w.W
+        while pos < W:
+            nxt = np.flatnonzero(rerun[pos:])
+            stop = pos + int(nxt[0]) if len(nxt) else W
+            if stop > pos:
+                seg = np.zeros(W, bool)
+                seg[pos:stop] = True
+                wm.commit(seg)
+                self._keep(w, np.arange(pos, stop), pending[pos:stop], out)
+            if stop >= W:
+                break
+            written = self._rerun(inp, int(pending[stop]), seed, out)
+            new = {wm.key_ids[k] for k in written if k in wm.key_ids} - dirty
+            if new:
+                dirty |= new
+                later = rl > stop
+                hit = later & np.isin(rk, np.fromiter(new, np.int64, len(new)))
+                rerun[rl[hit]] = True
+            pos = stop + 1
+
+    def _rerun(self, inp: dict, i: int, seed: int, out) -> set:
+        """Run lane i on the interpreter (real maps); the (map, key) pairs it touched
+        (looked up, updated, deleted: any of them may have been written through a
+        pointer) and the size pseudo-keys of maps whose element count it changed."""
+        ri = self._rerun_interp
+        for p in self._proxies:
+            p.log.clear()
+        self._interp_lanes(inp, np.array([i]), seed, out, interp=ri)
+        touched = set()
+        for mi, p in enumerate(self._proxies):
+            for kb in p.log:
+                touched.add((mi, kb))
+            if p.size_changed:
+                touched.add((mi, None))
+        return touched
+
+    @property
+    def _rerun_interp(self) -> Interpreter:
+        if self.__dict__.get("_ri") is None:
+            from ..interp import Options
+            self._proxies = [_RecordingMap(m) for m in self.maps]
+            o = self.interp.options
+            self._ri = Interpreter(self.interp.insns, Options(
+                budget=o.budget, helpers=o.helpers, callx_helpers=o.callx_helpers,
+                maps=tuple(self._proxies)))
+        return self._ri
 
     def _keep(self, w: _Wave, done: np.ndarray, src: np.ndarray, out) -> None:
         retval, insns, faults, trace, packets, meta, redirects = out
@@ -270,8 +314,10 @@ class VectorProgram:
         if w.xdp:
             self._xdp_outputs(w, done, src, packets, meta, redirects)
 
-    def _interp_lanes(self, inp: dict, lanes: np.ndarray, seed: int, out) -> None:
+    def _interp_lanes(self, inp: dict, lanes: np.ndarray, seed: int, out,
+                      interp: Interpreter | None = None) -> None:
         """Run lanes one at a time on the reference interpreter (same maps)."""
+        interp = interp or self.interp
         from ..prandom import PacketRandom
         from ..progtypes import run_socket_filter, run_xdp
         retval, insns, faults, trace, packets, meta, redirects = out
@@ -282,8 +328,12 @@ class VectorProgram:
             common = {"cpu": 0, "ktime_ns": int(inp["ts_ns"][i]),
                       "prandom": PacketRandom(seed, int(inp["index"][i])),
                       "packet_index": int(inp["index"][i])}
-            if self.prog_type == BPF_PROG_TYPE_XDP:
-                r = run_xdp(self.interp, data, ingress_ifindex=inp.get("ingress_ifindex", 1),
+            if self.mem_mode:
+                mem = bytearray(data)
+                r = interp.run(mem=mem, **common)
+                packets[i] = bytes(mem)
+            elif self.prog_type == BPF_PROG_TYPE_XDP:
+                r = run_xdp(interp, data, ingress_ifindex=inp.get("ingress_ifindex", 1),
                             rx_queue_index=inp.get("rx_queue_index", 0), **common)
                 packets[i] = r.packet
                 if r.meta:
@@ -291,7 +341,7 @@ class VectorProgram:
                 if r.redirect is not None:
                     redirects[i] = r.redirect
             else:
-                r = run_socket_filter(self.interp, data, **common)
+                r = run_socket_filter(interp, data, **common)
             retval[i] = r.retval
             insns[i] = r.insns
             if r.fault is not None:
@@ -322,7 +372,11 @@ class VectorProgram:
         live = self.blocks[0].live_in
         for r in live:
             regs[r] = np.zeros(W, np.uint64)
-        regs[1] = np.full(W, region_base(REGION_CTX), np.uint64)
+        if w.mem_mode:
+            regs[1] = U64(region_base(REGION_PACKET)) + w.data.astype(np.uint64)
+            regs[2] = w.frame_len.astype(np.uint64)
+        else:
+            regs[1] = np.full(W, region_base(REGION_CTX), np.uint64)
         regs[10] = np.full(W, region_base(REGION_STACK0) + STACK_SIZE, np.uint64)
         self.seed = seed
         pending: dict[tuple, list[_Group]] = {(0, ()): [_Group(np.arange(W), regs, ())]}
@@ -777,8 +831,10 @@ class VectorProgram:
         r = [regs[i] if regs[i] is not None else np.zeros(n, np.uint64) for i in range(6)]
         res = None
         bad: dict[int, tuple] = {}
-        if hid in (1, 2, 3):
+        if hid in (1, 2, 3) and self.maps:
             res = self._map_helper(w, g, hid, r, bad)
+        elif w.mem_mode:
+            res = self._scalar_helper(w, g, hid, r, bad)
         elif hid in (5, 125, 160):
             res = w.ts[g.lanes].astype(np.uint64)
         elif hid == 7:
@@ -1048,6 +1104,40 @@ def _zero_runs(arena: np.ndarray, starts: np.ndarray, lens: np.ndarray) -> None:
     firsts = np.cumsum(lens) - lens
     within = np.arange(total, dtype=np.int64) - np.repeat(firsts, lens)
     arena[np.repeat(starts, lens) + within] = 0
+
+
+class _RecordingMap:
+    """A map seen through the program-side API, noting the keys a run touches (for the
+    re-run walk in VectorProgram._settle)."""
+
+    def __init__(self, m):
+        self.__dict__["_m"] = m
+        self.__dict__["log"] = set()
+        self.__dict__["_len"] = None
+
+    def __getattr__(self, name):
+        return getattr(self._m, name)
+
+    @property
+    def size_changed(self) -> bool:
+        return self._len is not None and len(self._m) != self._len
+
+    def _note(self, key) -> None:
+        if self.__dict__["_len"] is None or not self.log:
+            self.__dict__["_len"] = len(self._m) if hasattr(self._m, "__len__") else 0
+        self.log.add(bytes(key))
+
+    def lookup_ptr(self, key, cpu=0):
+        self._note(key)
+        return self._m.lookup_ptr(key, cpu)
+
+    def update_raw(self, key, value, flags, cpu=0):
+        self._note(key)
+        return self._m.update_raw(key, value, flags, cpu)
+
+    def delete_raw(self, key, cpu=0):
+        self._note(key)
+        return self._m.delete_raw(key, cpu)
 
 
 class _RegionView:

@@ -432,9 +432,9 @@ class WaveMaps:
         return rcs
 
     # --- end of wave ---------------------------------------------------------------------
-    def first_conflict(self) -> int:
-        """The first lane (wave index) that read something an earlier lane of the wave
-        wrote; the wave's lanes before it are exactly sequential (W: none)."""
+    def analyze(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(conflict mask over the wave's lanes, footprint rows: lane, key id).  A lane
+        conflicts when it read something an earlier lane of the wave wrote."""
         W = self.W
         lanes, keys, fl = [], [], []
         if self.e_lane:
@@ -460,7 +460,7 @@ class WaveMaps:
                      | np.where(d[sel] & b, 16, 0))
                 fl.append(f.astype(np.int64))
         if not lanes:
-            return W
+            return np.zeros(W, bool), np.zeros(0, np.int64), np.zeros(0, np.int64)
         L = np.concatenate(lanes)
         K = np.concatenate(keys)
         F = np.concatenate(fl)
@@ -485,11 +485,13 @@ class WaveMaps:
         ew, er = (F & EWRITE) != 0, (F & (EREAD | EWRITE)) != 0
         cr, cw, cd = (F & 4) != 0, (F & 8) != 0, (F & 16) != 0
         bad = (er & prior(ew)) | (cr & prior(cw | cd)) | (cw & prior(cd))
-        return int(L[bad].min()) if bad.any() else W
+        conflict = np.zeros(W, bool)
+        conflict[L[bad]] = True
+        return conflict, L, K // 65
 
-    def commit(self, upto: int) -> None:
-        """Apply lanes [0, upto) of the wave, in capture order."""
-        committed = np.arange(self.W) < upto
+    def commit(self, committed: np.ndarray) -> None:
+        """Apply the lanes in the bool mask `committed`, in capture order (the caller
+        commits in increasing lane ranges)."""
         lanes_with_ops = sorted(l for l in self.eops if committed[l])
         nc = self.c_lane.n
         c_lane = self.c_lane.view
