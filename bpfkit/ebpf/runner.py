@@ -303,7 +303,8 @@ class _Collector:
         out_now = [bytes(batch[i]) for i in range(n)]
         if xdp:
             for j, i in enumerate(lanes.tolist()):
-                out_now[i] = res.packets[j]
+                if res.packets[j] is not None:      # None: unchanged
+                    out_now[i] = res.packets[j]
         self.out.extend(out_now)
         for i in range(n):
             self.wirelen.append(len(out_now[i]) + max(cut[i], 0))

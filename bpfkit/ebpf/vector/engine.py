@@ -36,8 +36,7 @@ from ..maps.consts import MapType
 from ..prandom import draw_array
 from ..progtypes import (_CB, _SKB_FIELDS, BPF_PROG_TYPE_SOCKET_FILTER, BPF_PROG_TYPE_XDP,
                          EACCES, EINVAL, ETH_HLEN, META_MAX, PAGE_SIZE, XDP_ABORTED,
-                         XDP_DATA_HARD_END, XDP_FRAME_SIZE, XDP_PACKET_HEADROOM, XDP_REDIRECT,
-                         eth_type_trans)
+                         XDP_DATA_HARD_END, XDP_FRAME_SIZE, XDP_PACKET_HEADROOM, XDP_REDIRECT)
 from . import alu as A
 from . import cfg
 from .mapwave import SUPPORTED_MAP_TYPES, WaveMaps
@@ -61,7 +60,7 @@ class LaneOutcome:
     insns: np.ndarray                  # int64
     faults: dict                       # lane -> interp.Fault
     trace: dict                        # lane -> list[bytes]
-    packets: list | None = None        # XDP: output bytes per lane
+    packets: list | None = None        # XDP: output bytes per lane (None: as captured)
     meta: dict | None = None           # XDP: lane -> metadata bytes (when non-empty)
     redirects: dict | None = None      # XDP: lane -> redirect target
     waves: int = 0
@@ -122,9 +121,19 @@ class _Wave:
         self.xdp = prog.prog_type == BPF_PROG_TYPE_XDP or prog.mem_mode
         self.mem_mode = prog.mem_mode
         if self.xdp:
-            self.page = np.zeros(W * PAGE_SIZE, np.uint8)
-            starts = np.arange(W, dtype=np.int64) * PAGE_SIZE + XDP_PACKET_HEADROOM
-            _copy_runs(self.buf, self.frame_off, self.frame_len, self.page, starts)
+            # one frame per lane; the kernel's is a 4096-byte page, but bytes past
+            # headroom + packet can only be reached by bpf_xdp_adjust_tail, so programs
+            # that do not call it get frames just long enough (fewer pages to touch)
+            longest = int(self.frame_len.max()) if W else 0
+            ps = PAGE_SIZE if prog.grows_tail else \
+                min(PAGE_SIZE, (XDP_PACKET_HEADROOM + longest + 63) // 64 * 64)
+            self.ps = ps
+            self.prog = prog
+            # frames are made on a lane's first write or resize (materialize); until
+            # then its packet is read in place from the capture buffer
+            self.page = None
+            self.mat = np.zeros(W, bool)
+            self.n_mat = 0
             self.data = np.full(W, XDP_PACKET_HEADROOM, np.int64)
             self.data_meta = self.data.copy()
             self.data_end = self.data + self.frame_len
@@ -133,7 +142,24 @@ class _Wave:
             self.rxq = inp.get("rx_queue_index", 0)
         else:
             self.cb = np.zeros(W * (_CB[1] - _CB[0]), np.uint8)
-            self.skb_vals = _skb_values(self.buf, self.frame_off, self.frame_len)
+            self.skb_vals = _SkbValues(self.buf, self.frame_off, self.frame_len)
+
+
+def materialize(w: "_Wave", lanes: np.ndarray) -> None:
+    """Give `lanes` their own writable frame (a copy of the packet behind zeroed
+    headroom), as the test run's page; later accesses of theirs go to the frame."""
+    lanes = lanes[~w.mat[lanes]]
+    if not len(lanes):
+        return
+    lanes = np.unique(lanes)
+    if w.page is None:
+        w.page = w.prog.frames(w.W * w.ps)
+    frames = w.page[:w.W * w.ps].reshape(w.W, w.ps)
+    rows = np.empty((len(lanes), w.ps), np.uint8)
+    _fill_frames(rows, w.buf, w.frame_off[lanes], w.frame_len[lanes], XDP_PACKET_HEADROOM)
+    frames[lanes] = rows
+    w.mat[lanes] = True
+    w.n_mat += len(lanes)
 
 
 def _copy_runs(src: np.ndarray, src_off: np.ndarray, lens: np.ndarray, dst: np.ndarray,
@@ -147,20 +173,43 @@ def _copy_runs(src: np.ndarray, src_off: np.ndarray, lens: np.ndarray, dst: np.n
     dst[np.repeat(dst_off, lens) + within] = src[np.repeat(src_off, lens) + within]
 
 
-def _skb_values(buf, off, length) -> dict[str, np.ndarray]:
-    """__sk_buff fields a test run sets (progtypes.SkBuff), per lane."""
-    n = len(off)
-    vals = {"len": (length - ETH_HLEN).astype(np.uint64), "ifindex": np.ones(n, np.uint64)}
-    proto = np.zeros(n, np.uint64)
-    ptype = np.zeros(n, np.uint64)
-    for i in range(n):
-        o, l_ = int(off[i]), int(length[i])
-        p, t = eth_type_trans(bytes(buf[o:o + l_]))
-        proto[i] = int.from_bytes(p.to_bytes(2, "big"), "little")
-        ptype[i] = t
-    vals["protocol"] = proto
-    vals["pkt_type"] = ptype
-    return vals
+class _SkbValues:
+    """__sk_buff fields a test run sets (progtypes.SkBuff), per lane, computed on first
+    use: eth_type_trans on the loopback device, vectorised."""
+
+    def __init__(self, buf, off, length):
+        self.buf, self.off, self.length = buf, off, length
+        self._vals: dict[str, np.ndarray] = {}
+
+    def _byte(self, i: int) -> np.ndarray:
+        ok = self.length > i
+        v = np.zeros(len(self.off), np.uint64)
+        v[ok] = self.buf[self.off[ok] + i]
+        return v
+
+    def get(self, name: str):
+        if name in self._vals:
+            return self._vals[name]
+        n = len(self.off)
+        if name == "len":
+            v = (self.length - ETH_HLEN).astype(np.uint64)
+        elif name == "ifindex":
+            v = np.ones(n, np.uint64)               # the loopback device
+        elif name == "pkt_type":
+            dest = [self._byte(i) for i in range(6)]
+            zero = np.logical_and.reduce([d == 0 for d in dest])
+            # eth_type_trans: lo's address and broadcast address are all zero
+            v = np.where(zero, U64(0), np.where(dest[0] & U64(1), U64(2), U64(3)))
+        elif name == "protocol":
+            proto = (self._byte(12) << U64(8)) | self._byte(13)
+            raw = (self._byte(14) == 0xFF) & (self._byte(15) == 0xFF)
+            # the IPX hack: under 0x600 is 802.3 raw (0xffff follows) or 802.2 LLC
+            proto = np.where(proto < 0x600, np.where(raw, U64(0x0001), U64(0x0004)), proto)
+            v = ((proto & U64(0xFF)) << U64(8)) | (proto >> U64(8))   # __be16 as loaded
+        else:
+            return None
+        self._vals[name] = v
+        return v
 
 
 class VectorProgram:
@@ -180,7 +229,16 @@ class VectorProgram:
         self.helpers = interp.options.helpers
         self.blocks = cfg.build(self.slots, self.ops)
         self.depth = 1
+        self.grows_tail = any(i is not None and op.kind == "call" and i.src == 0
+                              and i.imm == 65 for i, op in zip(self.slots, self.ops))
+        self._frames: np.ndarray | None = None
         self.unsupported_reason = self._check()
+
+    def frames(self, nbytes: int) -> np.ndarray:
+        """A reusable buffer for the XDP frames of a wave (its contents are stale)."""
+        if self._frames is None or len(self._frames) < nbytes:
+            self._frames = np.empty(nbytes, np.uint8)
+        return self._frames[:nbytes]
 
     def _check(self) -> str | None:
         if not self.mem_mode and self.prog_type not in (BPF_PROG_TYPE_XDP,
@@ -350,15 +408,14 @@ class VectorProgram:
                 trace[i] = list(r.trace)
 
     def _xdp_outputs(self, w: _Wave, done, src, packets, meta, redirects) -> None:
-        base = done * PAGE_SIZE
+        base = done * w.ps
         d0, d1, dm = w.data[done], w.data_end[done], w.data_meta[done]
-        lens = d1 - d0
-        out = np.zeros(int(lens.sum()), np.uint8)
-        starts = np.cumsum(lens) - lens
-        _copy_runs(w.page, base + d0, lens, out, starts)
-        raw = out.tobytes()
-        for j, (s, ln) in enumerate(zip(starts.tolist(), lens.tolist())):
-            packets[int(src[j])] = raw[s:s + ln]
+        mat = w.mat[done]
+        if w.n_mat:
+            raw = w.page[:w.W * w.ps].tobytes()
+            for j in np.flatnonzero(mat).tolist():
+                packets[int(src[j])] = raw[int(base[j] + d0[j]):int(base[j] + d1[j])]
+        # untouched lanes (never written or resized) stay None: the packet as captured
         for j in np.flatnonzero(dm != d0).tolist():
             b = int(base[j])
             meta[int(src[j])] = w.page[b + int(dm[j]):b + int(d0[j])].tobytes()
@@ -583,7 +640,23 @@ class VectorProgram:
                 continue
             if r == REGION_PACKET and w.xdp:
                 ok = (o >= w.data_meta[ln]) & (o + size <= w.data_end[ln])
-                arena, byte, name = w.page, ln * PAGE_SIZE + o, "packet"
+                name = "packet"
+                if write:
+                    materialize(w, ln[ok])
+                mat = w.mat[ln] if w.n_mat else None
+                if mat is None or not mat.any():
+                    # in place: frame byte o of an untouched lane is packet byte o - 256
+                    arena, byte = w.buf, w.frame_off[ln] + (o - XDP_PACKET_HEADROOM)
+                elif mat.all():
+                    arena, byte = w.page, ln * w.ps + o
+                else:
+                    in_buf = np.flatnonzero(ok & ~mat)
+                    if len(in_buf):
+                        segs.append((pos[in_buf], name, w.buf,
+                                     w.frame_off[ln[in_buf]] + (o[in_buf] - XDP_PACKET_HEADROOM),
+                                     None))
+                    ok = ok & mat
+                    arena, byte = w.page, ln * w.ps + o
             elif REGION_STACK0 <= r < REGION_STACK0 + n_frames:
                 d = r - REGION_STACK0
                 ok = o + size <= STACK_SIZE
@@ -956,6 +1029,7 @@ class VectorProgram:
         okl[list(b)] = False
         pos = np.flatnonzero(okl)
         ln = g.lanes[pos]
+        materialize(w, ln)
         offset = A.sext(r[2][pos] & A.M32, 32)
         data, meta, end = w.data[ln], w.data_meta[ln], w.data_end[ln]
         rc = np.zeros(len(pos), np.int64)
@@ -966,7 +1040,7 @@ class VectorProgram:
             rc[fail] = -EINVAL
             okp = ~fail
             for j in np.flatnonzero(okp & (metalen > 0)).tolist():
-                base = int(ln[j]) * PAGE_SIZE
+                base = int(ln[j]) * w.ps
                 m0, ml, o = int(meta[j]), int(metalen[j]), int(offset[j])
                 chunk = w.page[base + m0:base + m0 + ml].copy()
                 w.page[base + m0 + o:base + m0 + o + ml] = chunk
@@ -989,7 +1063,7 @@ class VectorProgram:
             grow = np.flatnonzero(okp & (offset > 0))
             if len(grow):
                 lens = offset[grow]
-                _zero_runs(w.page, ln[grow] * PAGE_SIZE + end[grow], lens)
+                _zero_runs(w.page, ln[grow] * w.ps + end[grow], lens)
             w.data_end[ln[okp]] = ne[okp]
         res[pos] = rc.astype(np.uint64)
         return res
@@ -1089,12 +1163,39 @@ class VectorProgram:
             return -_EFAULT & _M64
         if offset + length > int(w.data_end[lane] - w.data[lane]):
             return -EINVAL & _M64
-        start = lane * PAGE_SIZE + int(w.data[lane]) + offset
+        materialize(w, np.array([lane]))
+        start = lane * w.ps + int(w.data[lane]) + offset
         if store:
             w.page[start:start + length] = np.frombuffer(mem.read(r3, length), np.uint8)
         else:
             mem.write(r3, w.page[start:start + length].tobytes())
         return 0
+
+
+def _fill_frames(frames: np.ndarray, buf: np.ndarray, off: np.ndarray, length: np.ndarray,
+                 at: int) -> None:
+    """frames[i] = zeros, with buf[off[i]:off[i]+length[i]] at byte `at`: one row copy
+    per lane through a sliding-window view of the capture buffer (bytes past a packet's
+    end are cleared again, so no lane's frame holds another packet's bytes)."""
+    W = len(off)
+    if not W:
+        return
+    frames[:, :at] = 0
+    L = frames.shape[1] - at
+    longest = int(length.max())
+    L = min(L, longest)
+    fits = off + L <= len(buf)
+    idx = np.flatnonzero(fits)
+    if len(idx) and L:
+        win = np.lib.stride_tricks.as_strided(buf, shape=(len(buf) - L + 1, L),
+                                              strides=(1, 1), writeable=False)
+        frames[idx, at:at + L] = win[off[idx]]
+        frames[idx, at:at + L][np.arange(L)[None, :] >= length[idx, None]] = 0
+    for i in np.flatnonzero(~fits).tolist():
+        o, n = int(off[i]), int(length[i])
+        frames[i, at:] = 0
+        frames[i, at:at + n] = buf[o:o + n]
+    frames[:, at + L:] = 0
 
 
 def _zero_runs(arena: np.ndarray, starts: np.ndarray, lens: np.ndarray) -> None:
