@@ -66,6 +66,22 @@ class LaneOutcome:
     waves: int = 0
 
 
+def _is_scalar(v) -> bool:
+    return not isinstance(v, np.ndarray) or v.ndim == 0
+
+
+def _arr(v, n: int) -> np.ndarray:
+    """A register as a lane array (registers equal on every lane are kept as numpy
+    scalars: the context and frame pointers, constants; numpy broadcasts them)."""
+    if isinstance(v, np.ndarray) and v.ndim == 1:
+        return v
+    return np.full(n, 0 if v is None else v, np.uint64)
+
+
+def _norm(v):
+    return U64(v) if isinstance(v, np.ndarray) and v.ndim == 0 else v
+
+
 class _Group:
     __slots__ = ("lanes", "regs", "frames")
 
@@ -75,8 +91,8 @@ class _Group:
         self.frames = frames          # tuple of (return pc, saved regs)
 
     def take(self, sel: np.ndarray) -> "_Group":
-        regs = [None if r is None else r[sel] for r in self.regs]
-        frames = tuple((pc, [None if r is None else r[sel] for r in saved])
+        regs = [r if r is None or _is_scalar(r) else r[sel] for r in self.regs]
+        frames = tuple((pc, [r if r is None or _is_scalar(r) else r[sel] for r in saved])
                        for pc, saved in self.frames)
         return _Group(self.lanes[sel], regs, frames)
 
@@ -89,8 +105,10 @@ def _concat(parts: list[_Group]) -> _Group:
     def cat(arrs):
         if all(a is None for a in arrs):
             return None
-        return np.concatenate([np.zeros(k, np.uint64) if a is None else a
-                               for a, k in zip(arrs, n)])
+        if all(a is not None and _is_scalar(a) for a in arrs) and \
+                all(a == arrs[0] for a in arrs):
+            return arrs[0]
+        return np.concatenate([_arr(a, k) for a, k in zip(arrs, n)])
     regs = [cat([p.regs[r] for p in parts]) for r in range(11)]
     frames = tuple((parts[0].frames[d][0], [cat([p.frames[d][1][r] for p in parts])
                                             for r in range(11)])
@@ -428,16 +446,20 @@ class VectorProgram:
         W = w.W
         live = self.blocks[0].live_in
         for r in live:
-            regs[r] = np.zeros(W, np.uint64)
+            regs[r] = U64(0)
         if w.mem_mode:
             regs[1] = U64(region_base(REGION_PACKET)) + w.data.astype(np.uint64)
             regs[2] = w.frame_len.astype(np.uint64)
         else:
-            regs[1] = np.full(W, region_base(REGION_CTX), np.uint64)
-        regs[10] = np.full(W, region_base(REGION_STACK0) + STACK_SIZE, np.uint64)
+            regs[1] = U64(region_base(REGION_CTX))
+        regs[10] = U64(region_base(REGION_STACK0) + STACK_SIZE)
         self.seed = seed
         pending: dict[tuple, list[_Group]] = {(0, ()): [_Group(np.arange(W), regs, ())]}
         heap = [(0, ())]
+        with np.errstate(all="ignore"):      # u64 arithmetic wraps, as in the kernel
+            self._sweep(w, pending, heap)
+
+    def _sweep(self, w: _Wave, pending, heap) -> None:
         while heap:
             key = heapq.heappop(heap)
             parts = pending.pop(key, None)
@@ -513,10 +535,10 @@ class VectorProgram:
             n = len(g.lanes)
             regs = [None] * 11
             for r in range(1, 6):
-                regs[r] = g.regs[r] if g.regs[r] is not None else np.zeros(n, np.uint64)
+                regs[r] = g.regs[r] if g.regs[r] is not None else U64(0)
             for r in (0, 6, 7, 8, 9):
-                regs[r] = np.zeros(n, np.uint64)
-            regs[10] = np.full(n, region_base(REGION_STACK0 + depth) + STACK_SIZE, np.uint64)
+                regs[r] = U64(0)
+            regs[10] = U64(region_base(REGION_STACK0 + depth) + STACK_SIZE)
             # each frame's stack starts zeroed, as the interpreter's _new_frame does
             self._zero_frame(w, g.lanes, depth)
             self._queue(pending, heap, b.target,
@@ -533,7 +555,9 @@ class VectorProgram:
             b = A.mask_to(g.regs[insn.src], bits)
         else:
             b = U64((insn.imm & _M64) & (0xFFFFFFFF if bits == 32 else _M64))
-        return A.jcond(op.op, a, b, bits)
+        t = A.jcond(op.op, a, b, bits)
+        return t if isinstance(t, np.ndarray) and t.ndim == 1 else \
+            np.full(len(g.lanes), bool(t))
 
     # --- lanes leaving mid-block ------------------------------------------------------------
     def _end_lanes(self, w: _Wave, g: _Group, mask: np.ndarray, k: int, pc: int,
@@ -564,27 +588,26 @@ class VectorProgram:
                 if op.source == isa.BPF_X:
                     b = A.mask_to(regs[insn.src], bits)
                 else:
-                    b = np.full(len(g.lanes), (insn.imm & _M64) & (0xFFFFFFFF if bits == 32
-                                                                    else _M64), np.uint64)
+                    b = U64((insn.imm & _M64) & (0xFFFFFFFF if bits == 32 else _M64))
                 a = regs[insn.dst]
-                a = np.zeros(len(g.lanes), np.uint64) if a is None else A.mask_to(a, bits)
+                a = U64(0) if a is None else A.mask_to(a, bits)
                 v = A.alu(op.op, insn.off, a, b, bits)
-            regs[insn.dst] = v
+            regs[insn.dst] = _norm(v)
         elif kind == "neg":
-            regs[insn.dst] = A.mask_to(U64(0) - regs[insn.dst], op.width)
+            regs[insn.dst] = _norm(A.mask_to(U64(0) - regs[insn.dst], op.width))
         elif kind == "end":
             v = regs[insn.dst]
             if op.name.startswith("le"):
-                regs[insn.dst] = v & U64((1 << insn.imm) - 1) if insn.imm < 64 else v
+                regs[insn.dst] = _norm(v & U64((1 << insn.imm) - 1) if insn.imm < 64 else v)
             else:
-                regs[insn.dst] = A.swap(v, insn.imm)
+                regs[insn.dst] = _norm(A.swap(v, insn.imm))
         elif kind in ("ja", "gotol", "jcond", "exit") or (kind == "call"
                                                            and insn.src == isa.BPF_PSEUDO_CALL):
             pass                                        # block terminators
         elif kind == "lddw":
             g = self._lddw(w, g, insn, pc, k)
         elif kind in ("ldx", "ldxs"):
-            addr = regs[insn.src] + U64(insn.off & _M64)
+            addr = _arr(regs[insn.src] + U64(insn.off & _M64), len(g.lanes))
             v, bad = self._load(w, g, addr, op.size)
             if kind == "ldxs":
                 v = A.sext(v, 8 * op.size).view(U64)
@@ -592,9 +615,10 @@ class VectorProgram:
             if bad is not None:
                 g = self._fault(w, g, bad, k, pc)
         elif kind in ("st", "stx"):
-            addr = regs[insn.dst] + U64(insn.off & _M64)
-            val = (np.full(len(g.lanes), insn.imm & _M64, np.uint64) if kind == "st"
-                   else regs[insn.src])
+            n = len(g.lanes)
+            addr = _arr(regs[insn.dst] + U64(insn.off & _M64), n)
+            val = (np.full(n, insn.imm & _M64, np.uint64) if kind == "st"
+                   else _arr(regs[insn.src], n))
             bad = self._store(w, g, addr, op.size, val)
             if bad is not None:
                 g = self._fault(w, g, bad, k, pc)
@@ -811,11 +835,11 @@ class VectorProgram:
     def _lddw(self, w: _Wave, g: _Group, insn, pc: int, k: int) -> _Group:
         n = len(g.lanes)
         if insn.src == 0:
-            g.regs[insn.dst] = np.full(n, insn.imm, np.uint64)
+            g.regs[insn.dst] = U64(insn.imm)
             return g
         mi = insn.imm & 0xFFFFFFFF
         if insn.src in (isa.BPF_PSEUDO_MAP_FD, isa.BPF_PSEUDO_MAP_IDX):
-            g.regs[insn.dst] = np.full(n, _MAP_HANDLE_BASE + mi * _MAP_HANDLE_STRIDE, np.uint64)
+            g.regs[insn.dst] = U64(_MAP_HANDLE_BASE + mi * _MAP_HANDLE_STRIDE)
             return g
         ptr = w.maps.direct_value(g.lanes, mi)
         g.regs[insn.dst] = ptr + U64(insn.imm >> 32)
@@ -824,9 +848,15 @@ class VectorProgram:
     def _atomic(self, w: _Wave, g: _Group, insn, op, pc: int, k: int) -> _Group:
         size = op.size
         mask = U64((1 << (8 * size)) - 1)
-        addr = g.regs[insn.dst] + U64(insn.off & _M64)
+        n = len(g.lanes)
+        addr = _arr(g.regs[insn.dst] + U64(insn.off & _M64), n)
         segs, bad = self._locate(w, g.lanes, addr, size, True)
-        src = g.regs[insn.src] & mask
+        src = _arr(g.regs[insn.src], n) & mask
+        # the fetching forms write registers in place: give them arrays of their own
+        # (registers may share one array after a mov)
+        if insn.imm & isa.BPF_FETCH:
+            g.regs[insn.src] = _arr(g.regs[insn.src], n).copy()
+            g.regs[0] = _arr(g.regs[0], n).copy()
         a = insn.imm
         for pos, tag, arena, byte, extra in segs:
             if tag == "ctx":
@@ -872,25 +902,35 @@ class VectorProgram:
         r0 = 0 (not a fault)."""
         n = len(g.lanes)
         size = op.size
-        if op.kind == "ldabs":
-            kk = np.full(n, insn.imm, np.int64)
-        else:
-            kk = A.sext((g.regs[insn.src] + U64(insn.imm & _M64)) & A.M32, 32)
         if w.xdp:
             flen = np.zeros(n, np.int64)        # the interpreter passes no packet for XDP
-            data_off = np.zeros(n, np.int64)
+            data_off = 0
         else:
             flen = w.frame_len[g.lanes]
-            data_off = np.full(n, ETH_HLEN, np.int64)
-        off = np.where(kk >= 0, data_off + kk,
-                       np.where(kk >= SKF_NET_OFF, data_off + (kk - SKF_NET_OFF),
-                                kk - SKF_LL_OFF))
-        ok = (kk >= SKF_LL_OFF) & (off >= 0) & (off + size <= flen)
-        v = np.zeros(n, np.uint64)
-        good = np.flatnonzero(ok)
-        if len(good):
-            view = unaligned_view(w.buf, size, big_endian=True)
-            v[good] = view[w.frame_off[g.lanes[good]] + off[good]].astype(np.uint64)
+            data_off = ETH_HLEN
+        if op.kind == "ldabs" and insn.imm >= 0:
+            # the common case: a constant offset from skb->data
+            off = data_off + insn.imm
+            ok = np.broadcast_to(off + size <= flen, (n,))
+            where = w.frame_off[g.lanes] + off
+        else:
+            if op.kind == "ldabs":
+                kk = np.full(n, insn.imm, np.int64)
+            else:
+                kk = A.sext((g.regs[insn.src] + U64(insn.imm & _M64)) & A.M32, 32)
+            off = np.where(kk >= 0, data_off + kk,
+                           np.where(kk >= SKF_NET_OFF, data_off + (kk - SKF_NET_OFF),
+                                    kk - SKF_LL_OFF))
+            ok = (kk >= SKF_LL_OFF) & (off >= 0) & (off + size <= flen)
+            ok = np.broadcast_to(ok, (n,)).copy()
+            where = w.frame_off[g.lanes] + off
+        view = unaligned_view(w.buf, size, big_endian=True)
+        if ok.all():
+            v = view[where].astype(np.uint64)
+        else:
+            v = np.zeros(n, np.uint64)
+            good = np.flatnonzero(ok)
+            v[good] = view[where[good]]
         g.regs[0] = v
         if not ok.all():
             g = self._end_lanes(w, g, ~ok, k, pc, None, 0)
@@ -901,7 +941,7 @@ class VectorProgram:
         hid = insn.imm
         n = len(g.lanes)
         regs = g.regs
-        r = [regs[i] if regs[i] is not None else np.zeros(n, np.uint64) for i in range(6)]
+        r = [_arr(regs[i], n) for i in range(6)]
         res = None
         bad: dict[int, tuple] = {}
         if hid in (1, 2, 3) and self.maps:
