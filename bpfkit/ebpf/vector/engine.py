@@ -317,15 +317,44 @@ class VectorProgram:
                            redirects if xdp else None, waves)
 
     def _settle(self, w: _Wave, inp: dict, pending: np.ndarray, seed: int, out) -> None:
-        """Make a wave's map effects sequential.  Walk its lanes in capture order: a
-        lane that read what an earlier lane of the wave wrote (mapwave.analyze), or that
-        touched a key a re-run lane changed, is run again on the reference interpreter
+        """Make a wave's map effects sequential (see mapwave).  Lanes that read what an
+        earlier lane of the wave wrote (the conflicting lanes R) must run again; the
+        others (T) keep their results.  First try: commit T (with an undo log), run R
+        as a second wave, and keep everything if R saw nothing of a later T lane and
+        changed nothing a later T lane saw (and R is conflict-free itself); typical
+        for flow tables, where R is the later packets of flows first seen in the wave.
+        Otherwise undo and walk (_walk)."""
+        wm = w.maps
+        conflict, L, K, F = wm.analyze()
+        W = w.W
+        if not conflict.any():
+            wm.commit(0, W)
+            self._keep(w, np.arange(W), pending, out)
+            return
+        R = np.flatnonzero(conflict)
+        T = np.flatnonzero(~conflict)
+        if wm.undoable(T.tolist()):
+            undo: list = []
+            wm.commit(0, W, undo=undo, skip=conflict)
+            w2 = _Wave(self, pending[R], inp)
+            self._execute(w2, seed)
+            c2, L2, K2, F2 = w2.maps.analyze()
+            if not c2.any() and not _crosses(wm, L, K, F, conflict, w2.maps, R[L2], K2, F2):
+                w2.maps.commit(0, w2.W)
+                self._keep(w, T, pending[T], out)
+                self._keep(w2, np.arange(w2.W), pending[R], out)
+                return
+            wm.rollback(undo)
+        self._walk(w, inp, pending, seed, out, conflict, L, K // 65)
+
+    def _walk(self, w: _Wave, inp: dict, pending: np.ndarray, seed: int, out, conflict,
+              rl, rk) -> None:
+        """Walk the wave's lanes in capture order: a conflicting lane, or one that
+        touched a key a re-run lane changed, runs again on the reference interpreter
         against the real maps, which then hold exactly the effects of every lane before
         it; the other lanes keep their wave results and are committed in order in
-        between.  Every lane is thus committed after all earlier lanes, having seen
-        exactly their effects."""
+        between."""
         wm = w.maps
-        conflict, rl, rk = wm.analyze()
         rerun = conflict.copy()
         dirty: set = set()
         pos = 0
@@ -334,9 +363,7 @@ class VectorProgram:
             nxt = np.flatnonzero(rerun[pos:])
             stop = pos + int(nxt[0]) if len(nxt) else W
             if stop > pos:
-                seg = np.zeros(W, bool)
-                seg[pos:stop] = True
-                wm.commit(seg)
+                wm.commit(pos, stop)
                 self._keep(w, np.arange(pos, stop), pending[pos:stop], out)
             if stop >= W:
                 break
@@ -377,18 +404,20 @@ class VectorProgram:
         return self._ri
 
     def _keep(self, w: _Wave, done: np.ndarray, src: np.ndarray, out) -> None:
+        """Store the results of wave lanes `done` as input lanes `src`."""
         retval, insns, faults, trace, packets, meta, redirects = out
         retval[src] = w.retval[done]
         insns[src] = w.insns[done]
-        k = len(done)
+        dest = np.full(w.W, -1, np.int64)
+        dest[done] = src
         for lane, f in w.faults.items():
-            if lane < k:
-                faults[int(src[lane])] = f
+            if dest[lane] >= 0:
+                faults[int(dest[lane])] = f
         for lane, t in w.trace.items():
-            if lane < k:
-                trace[int(src[lane])] = t
+            if dest[lane] >= 0:
+                trace[int(dest[lane])] = t
         if w.xdp:
-            self._xdp_outputs(w, done, src, packets, meta, redirects)
+            self._xdp_outputs(w, done, src, packets, meta, redirects, dest)
 
     def _interp_lanes(self, inp: dict, lanes: np.ndarray, seed: int, out,
                       interp: Interpreter | None = None) -> None:
@@ -425,7 +454,7 @@ class VectorProgram:
             if r.trace:
                 trace[i] = list(r.trace)
 
-    def _xdp_outputs(self, w: _Wave, done, src, packets, meta, redirects) -> None:
+    def _xdp_outputs(self, w: _Wave, done, src, packets, meta, redirects, dest) -> None:
         base = done * w.ps
         d0, d1, dm = w.data[done], w.data_end[done], w.data_meta[done]
         mat = w.mat[done]
@@ -438,8 +467,8 @@ class VectorProgram:
             b = int(base[j])
             meta[int(src[j])] = w.page[b + int(dm[j]):b + int(d0[j])].tobytes()
         for lane, r in w.redirect.items():
-            if lane < len(done):
-                redirects[int(src[lane])] = r
+            if dest[lane] >= 0:
+                redirects[int(dest[lane])] = r
 
     def _execute(self, w: _Wave, seed: int) -> None:
         regs: list = [None] * 11
@@ -1245,6 +1274,50 @@ def _zero_runs(arena: np.ndarray, starts: np.ndarray, lens: np.ndarray) -> None:
     firsts = np.cumsum(lens) - lens
     within = np.arange(total, dtype=np.int64) - np.repeat(firsts, lens)
     arena[np.repeat(starts, lens) + within] = 0
+
+
+def _crosses(wm, L, K, F, conflict, wm2, L2, K2, F2) -> bool:
+    """Whether a second-wave lane r (rows L2 = wave-1 lane numbers, K2 in wm2's key ids)
+    and a committed first-wave lane t > r touched one slot in an order-dependent way:
+    anything but read/read or delta/delta (see mapwave.analyze for the flags)."""
+    if not len(L2):
+        return False
+    t_rows = ~conflict[L]
+    Lt, Kt, Ft = L[t_rows], K[t_rows], F[t_rows]
+    # K2 -> wave-1 key ids (a key wave 1 never saw cannot cross)
+    kid2 = K2 // 65
+    uniq, inv = np.unique(kid2, return_inverse=True)
+    to1 = np.array([wm.key_ids.get(wm2.key_list[int(k)], -1) for k in uniq], np.int64)
+    k1 = to1[inv.ravel()]
+    known = k1 >= 0
+    if not known.any() or not len(Lt):
+        return False
+    Kr = k1[known] * 65 + K2[known] % 65
+    Lr, Fr = L2[known], F2[known]
+    # ORDER (32, bucket places) counts as a write: two inserts into one bucket in the
+    # wrong order leave another bucket order
+    READ, WRITE, DELTA = 1 | 4, 2 | 8 | 32, 16
+    order = np.argsort(Kt, kind="stable")
+    Kt, Lt, Ft = Kt[order], Lt[order], Ft[order]
+    starts = np.flatnonzero(np.r_[True, Kt[1:] != Kt[:-1]])
+    keys = Kt[starts]
+
+    def last(flag):
+        v = np.where((Ft & flag) != 0, Lt, -1)
+        return np.maximum.reduceat(v, starts)
+    mR, mW, mD = last(READ), last(WRITE), last(DELTA)
+    pos = np.searchsorted(keys, Kr)
+    pos = np.minimum(pos, len(keys) - 1)
+    hit = keys[pos] == Kr
+    if not hit.any():
+        return False
+    Kr, Lr, Fr, pos = Kr[hit], Lr[hit], Fr[hit], pos[hit]
+    r_read, r_write, r_delta = (Fr & READ) != 0, (Fr & WRITE) != 0, (Fr & DELTA) != 0
+    after = lambda m: m[pos] > Lr                                        # noqa: E731
+    bad = (r_read & (after(mW) | after(mD))) | \
+        (r_write & (after(mR) | after(mW) | after(mD))) | \
+        (r_delta & (after(mR) | after(mW)))
+    return bool(bad.any())
 
 
 class _RecordingMap:

@@ -44,6 +44,7 @@ import numpy as np
 from ...errors import ExecutionError
 from ..maps.consts import (BPF_EXIST, BPF_F_LOCK, BPF_NOEXIST, E2BIG, EEXIST, EINVAL,
                            ENOENT, MapType)
+from ..maps.jhash import htab_hash
 from .memory import REGION_MAPVAL0, U64, region_base
 
 SUPPORTED_MAP_TYPES = frozenset({MapType.ARRAY, MapType.PERCPU_ARRAY, MapType.HASH,
@@ -51,6 +52,7 @@ SUPPORTED_MAP_TYPES = frozenset({MapType.ARRAY, MapType.PERCPU_ARRAY, MapType.HA
 _ARRAYS = frozenset({MapType.ARRAY, MapType.PERCPU_ARRAY})
 _IN_PLACE = frozenset({MapType.ARRAY, MapType.PERCPU_ARRAY, MapType.PERCPU_HASH})
 EREAD, EWRITE = 1, 2
+ORDER = 32        # an insert's place in its hash bucket (order across keys, see bucket_key)
 _M64 = (1 << 64) - 1
 _SIZE_KEY = None          # the pseudo-key "number of elements" of a map
 
@@ -139,6 +141,13 @@ class WaveMaps:
             self.key_ids[k] = kid
             self.key_list.append(k)
         return kid
+
+    def bucket_key(self, mi: int, kb: bytes) -> int:
+        """The pseudo-key of kb's hash bucket: inserts and replacements put elements at
+        the head of their bucket, so their order across keys is part of the map's state
+        (its GET_NEXT_KEY order)."""
+        m = self.maps[mi]
+        return self.key_id(mi, ("bucket", htab_hash(kb) & (m.n_buckets - 1)))
 
     def _alloc(self, nbytes: int) -> int:
         start = self.used
@@ -321,6 +330,61 @@ class WaveMaps:
         """bpf_map_update_elem for each lane (in lane order): predicted return codes."""
         m = self.maps[mi]
         kids, _ = self._keys(mi, keys)
+        fast = self._update_fast(lanes, mi, kids, values, flags)
+        if fast is not None:
+            return fast
+        return self._update_lanes(lanes, mi, kids, values, flags)
+
+    def _update_fast(self, lanes, mi, kids, values, flags) -> np.ndarray | None:
+        """The common case, all lanes at once: a hash map far from full, lanes that
+        hold no element of the map yet, plain flags.  None: take the per-lane path."""
+        m = self.maps[mi]
+        if m.type not in (MapType.HASH, MapType.PERCPU_HASH) or self.size_mode[mi]:
+            return None
+        if (self.held_key[mi][lanes] != -1).any() or (flags & ~np.uint64(3)).any():
+            return None
+        if any((mi, int(l_)) in self.own_count for l_ in lanes.tolist()) \
+                if self.own_count else False:
+            return None
+        cap = getattr(m, "capacity", m.max_entries)
+        if self.len0[mi] + self.inserts[mi] + len(lanes) + 1 >= cap:
+            return None
+        n = len(lanes)
+        exists = np.array([self.key_list[int(k)][1] in m._elems for k in kids.tolist()], bool) \
+            if n else np.zeros(0, bool)
+        fl = flags.astype(np.int64)
+        rc = np.zeros(n, np.int64)
+        rc[exists & (fl == BPF_NOEXIST)] = -EEXIST
+        rc[~exists & (fl == BPF_EXIST)] = -ENOENT
+        self.record(lanes, kids, EREAD)
+        ok = rc == 0
+        if m.type == MapType.PERCPU_HASH and (ok & exists).any():
+            return None                     # in-place writes: the per-lane path
+        ins = np.flatnonzero(ok)
+        if len(ins):
+            self.record(lanes[ins], kids[ins], EWRITE)
+            self.record(lanes[ins], np.array([self.bucket_key(mi, self.key_list[int(k)][1])
+                                              for k in kids[ins].tolist()], np.int64), ORDER)
+            self.inserts[mi] += int((~exists[ins]).sum())
+            self.inserters[mi].extend(lanes[ins][~exists[ins]].tolist())
+            for l_ in lanes[ins][~exists[ins]].tolist():
+                self.own_count[(mi, l_)] = 1
+            ev = self.new_event()
+            chunks = self.new_chunks(ev, lanes[ins], kids[ins], values[ins], m.value_size,
+                                     True, [None] * len(ins), True)
+            self.held_key[mi][lanes[ins]] = kids[ins]
+            self.held_chunk[mi][lanes[ins]] = chunks
+        chunk_of = dict(zip(ins.tolist(), chunks.tolist())) if len(ins) else {}
+        for j in range(n):
+            lane = int(lanes[j])
+            kb = self.key_list[int(kids[j])][1]
+            self.eops.setdefault(lane, []).append(
+                ("update", mi, kb, values[j].tobytes(), int(fl[j]), int(rc[j]),
+                 chunk_of.get(j), not exists[j]))
+        return (rc.astype(np.uint64))
+
+    def _update_lanes(self, lanes, mi, kids, values, flags) -> np.ndarray:
+        m = self.maps[mi]
         rcs = np.zeros(len(lanes), np.uint64)
         is_array = m.type in _ARRAYS
         in_place = m.type in _IN_PLACE
@@ -374,12 +438,13 @@ class WaveMaps:
                         self._size_records(mi, lane, EREAD | EWRITE)
                     rc = 0
                     self.record(np.array([lane]), np.array([kid]), EWRITE)
+                    self.record(np.array([lane]), np.array([self.bucket_key(mi, kb)]), ORDER)
                     ev = self.new_event()
                     c = int(self.new_chunks(ev, np.array([lane]), np.array([kid]),
                                             values[j][None, :], vs, True, [None], True)[0])
                     self.set_held(mi, lane, kid, c)
                     self.eops.setdefault(lane, []).append(
-                        ("update", mi, kb, bytes(values[j]), fl, rc, c))
+                        ("update", mi, kb, bytes(values[j]), fl, rc, c, not exists))
                     rcs[j] = 0
                     continue
             if not is_array or rc:
@@ -432,9 +497,11 @@ class WaveMaps:
         return rcs
 
     # --- end of wave ---------------------------------------------------------------------
-    def analyze(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(conflict mask over the wave's lanes, footprint rows: lane, key id).  A lane
-        conflicts when it read something an earlier lane of the wave wrote."""
+    def analyze(self):
+        """(conflict mask over the wave's lanes, footprint rows: lane, key*65 + slot,
+        flags).  Slot 0 is the key's existence (flags EREAD 1, EWRITE 2), slot 1+w its
+        8-byte word w (flags read 4, write 8, delta 16); one row per (lane, slot).  A
+        lane conflicts when it read something an earlier lane of the wave wrote."""
         W = self.W
         lanes, keys, fl = [], [], []
         if self.e_lane:
@@ -460,7 +527,8 @@ class WaveMaps:
                      | np.where(d[sel] & b, 16, 0))
                 fl.append(f.astype(np.int64))
         if not lanes:
-            return np.zeros(W, bool), np.zeros(0, np.int64), np.zeros(0, np.int64)
+            z = np.zeros(0, np.int64)
+            return np.zeros(W, bool), z, z, z
         L = np.concatenate(lanes)
         K = np.concatenate(keys)
         F = np.concatenate(fl)
@@ -487,24 +555,72 @@ class WaveMaps:
         bad = (er & prior(ew)) | (cr & prior(cw | cd)) | (cw & prior(cd))
         conflict = np.zeros(W, bool)
         conflict[L[bad]] = True
-        return conflict, L, K // 65
+        return conflict, L, K, F
 
-    def commit(self, committed: np.ndarray) -> None:
-        """Apply the lanes in the bool mask `committed`, in capture order (the caller
-        commits in increasing lane ranges)."""
-        lanes_with_ops = sorted(l for l in self.eops if committed[l])
+    def _prepare(self) -> None:
+        """Index the wave's logs by lane once, for commits of lane ranges."""
+        self._op_lanes = np.array(sorted(self.eops), np.int64)
         nc = self.c_lane.n
-        c_lane = self.c_lane.view
-        written = np.flatnonzero((self.wwords.view != 0) | self.c_own.view) if nc else \
-            np.zeros(0, np.int64)
-        written = written[committed[c_lane[written]]] if len(written) else written
+        if nc:
+            wc = np.flatnonzero((self.wwords.view != 0) | self.c_own.view)
+            wc = wc[np.argsort(self.c_lane.view[wc], kind="stable")]
+        else:
+            wc = np.zeros(0, np.int64)
+        self._wc, self._wc_lane = wc, self.c_lane.view[wc] if nc else wc
+        if self.deltas:
+            ch = np.concatenate([d[0] for d in self.deltas])
+            off = np.concatenate([d[1] for d in self.deltas])
+            size = np.concatenate([np.full(len(d[0]), d[2], np.int64) for d in self.deltas])
+            val = np.concatenate([d[3] for d in self.deltas])
+            # own new elements are committed as whole bytes; so is a word the same
+            # chunk also wrote
+            keep = ~self.c_own.view[ch] & ((self.wwords.view[ch] & _word_bits(off, 1)) == 0)
+            ch, off, size, val = ch[keep], off[keep], size[keep], val[keep]
+            lane = self.c_lane.view[ch]
+            o = np.argsort(lane, kind="stable")
+            self._d = (lane[o], ch[o], off[o], size[o], val[o])
+        else:
+            self._d = None
+        self._prepared = True
+
+    def undoable(self, lanes) -> bool:
+        """Whether committing `lanes` can be undone (commit(..., undo=...)): no element
+        of a hash map is replaced (it moves in its bucket) or deleted."""
+        for lane in lanes:
+            for op in self.eops.get(int(lane), ()):
+                if op[5] != 0:
+                    continue
+                if op[0] == "delete":
+                    return False
+                if op[6] is not None and len(op) > 7 and not op[7]:
+                    return False
+        return True
+
+    def commit(self, lo: int, hi: int, undo: list | None = None,
+               skip: np.ndarray | None = None) -> None:
+        """Apply lanes [lo, hi) of the wave, in capture order (callers commit
+        increasing ranges).  undo: a list to which the inverse of every change is
+        appended (only for undoable() lanes).  skip: bool mask of lanes left out."""
+        if not getattr(self, "_prepared", False):
+            self._prepare()
+        ol = self._op_lanes
+        op_lanes = ol[np.searchsorted(ol, lo):np.searchsorted(ol, hi)].tolist()
+        a, b = np.searchsorted(self._wc_lane, lo), np.searchsorted(self._wc_lane, hi)
         by_lane: dict[int, list[int]] = {}
-        for c in written.tolist():
-            by_lane.setdefault(int(c_lane[c]), []).append(c)
-        for lane in sorted(set(lanes_with_ops) | set(by_lane)):
+        for c, l_ in zip(self._wc[a:b].tolist(), self._wc_lane[a:b].tolist()):
+            by_lane.setdefault(l_, []).append(c)
+        for lane in sorted(set(op_lanes) | set(by_lane)):
+            if skip is not None and skip[lane]:
+                continue
             for op in self.eops.get(lane, ()):
                 kind, mi, kb, value, fl, rc, chunk = op[:7]
                 m = self.maps[mi]
+                if undo is not None and rc == 0 and kind == "update":
+                    if chunk is not None:
+                        undo.append(("delete", m, kb))
+                    else:                                   # in place (per-CPU hash)
+                        ref = m.lookup_ptr(kb, 0)
+                        undo.append(("bytes", ref.buf, ref.offset, ref.read()))
                 got = m.update_raw(kb, value, fl, 0) if kind == "update" else \
                     m.delete_raw(kb, 0)
                 if got != rc:
@@ -518,6 +634,9 @@ class WaveMaps:
                     continue
                 s, n = int(self.c_start.a[c]), int(self.c_size.a[c])
                 data = self.arena[s:s + n]
+                if undo is not None and not self.c_own.a[c]:
+                    undo.append(("bytes", ref.buf, ref.offset, bytes(ref.buf[ref.offset:
+                                                                             ref.offset + n])))
                 if self.c_own.a[c]:
                     ref.buf[ref.offset:ref.offset + n] = data.tobytes()
                     continue
@@ -529,21 +648,32 @@ class WaveMaps:
                 else:
                     for i in np.flatnonzero(mask):
                         ref.buf[ref.offset + int(i)] = int(data[i])
-        self._commit_deltas(committed)
+        if self._d is not None:
+            lane = self._d[0]
+            a, b = np.searchsorted(lane, lo), np.searchsorted(lane, hi)
+            if b > a:
+                parts = [x[a:b] for x in self._d[1:]]
+                if skip is not None:
+                    keep = ~skip[lane[a:b]]
+                    parts = [x[keep] for x in parts]
+                if len(parts[0]):
+                    self._commit_deltas(*parts, undo=undo)
 
-    def _commit_deltas(self, committed: np.ndarray) -> None:
-        if not self.deltas:
-            return
-        ch = np.concatenate([d[0] for d in self.deltas])
-        off = np.concatenate([d[1] for d in self.deltas])
-        size = np.concatenate([np.full(len(d[0]), d[2], np.int64) for d in self.deltas])
-        val = np.concatenate([d[3] for d in self.deltas])
-        keep = committed[self.c_lane.view[ch]] & ~self.c_own.view[ch]
-        # a word the same chunk also wrote was committed as bytes
-        keep &= (self.wwords.view[ch] & _word_bits(off, 1)) == 0
-        ch, off, size, val = ch[keep], off[keep], size[keep], val[keep]
-        if not len(ch):
-            return
+    @staticmethod
+    def rollback(undo: list) -> None:
+        """Undo commits recorded in `undo` (newest first)."""
+        for entry in reversed(undo):
+            if entry[0] == "delete":
+                _, m, kb = entry
+                if m.delete_raw(kb, 0) != 0:
+                    raise ExecutionError("vector engine: rollback of an insert failed")
+            else:
+                _, buf, off, old = entry
+                buf[off:off + len(old)] = old
+        undo.clear()
+
+    def _commit_deltas(self, ch, off, size, val, undo: list | None = None) -> None:
+        """Add the deltas (chunk, offset, size, value), summed per word."""
         key = self.c_key.view[ch]
         order = np.lexsort((size, off, key))
         key, off, size, val, ch = key[order], off[order], size[order], val[order], ch[order]
@@ -554,5 +684,7 @@ class WaveMaps:
         for s, total in zip(starts.tolist(), sums.tolist()):
             ref = self.c_ref[int(ch[s])]
             o, n = ref.offset + int(off[s]), int(size[s])
+            if undo is not None:
+                undo.append(("bytes", ref.buf, o, bytes(ref.buf[o:o + n])))
             cur = int.from_bytes(ref.buf[o:o + n], "little")
             ref.buf[o:o + n] = ((cur + total) & ((1 << (8 * n)) - 1)).to_bytes(n, "little")
