@@ -19,9 +19,9 @@ from bpfkit.ebpf import progtypes
 from bpfkit.cbpf.validate import check
 from bpfkit.errors import ExecutionError, UnsupportedError, UsageError, ValidationError
 from bpfkit.pcap.batch import PacketBatch
-from bpfkit.translate.xdp import translate_xdp
+from bpfkit.translate.xdp import packet_need, translate_xdp
 
-from cbpf_gen import libpcap_programs, wild_programs
+from cbpf_gen import libpcap_programs, looping_programs, wild_programs
 
 XDP_MIN, XDP_MAX = 14, 3520      # the test run's limits (FACTS.md, progtypes)
 SETTINGS = settings(max_examples=400, deadline=None, derandomize=True,
@@ -117,10 +117,80 @@ def test_widened_guard_gives_up_early():
 def test_refusals():
     with pytest.raises(ValidationError):
         translate_xdp(Program([(0x06, 0, 0, 1), (0x15, 0, 0, 0)]))     # last not ret
-    with pytest.raises(UnsupportedError):
-        translate_xdp(Program([(0x05, 0, 0, 0), (0x05, 0, 0, 0xFFFFFFFE), (0x06, 0, 0, 1)]))
     with pytest.raises(UsageError):
         translate_xdp(Program([(0x06, 0, 0, 1)]), match="maybe")
+    # packet_need is a forward-jump analysis
+    with pytest.raises(UnsupportedError):
+        packet_need(Program([(0x05, 0, 0, 0), (0x05, 0, 0, 0xFFFFFFFE),
+                             (0x06, 0, 0, 1)]).insns)
+
+
+# --- loops: backward ja -> may_goto + goto ----------------------------------------------
+
+# a classic loop walking bytes 14, 15, ... until a zero byte (match) or the end of
+# the frame (the load fails: no match); one backward jump per non-zero byte:
+#   0 ldx #14   1 ldb [x + 0]   2 jeq #0 jt 7 jf 3   3 txa   4 add #1   5 tax
+#   6 ja 1      7 ret #1
+_WALK = Program([(0x01, 0, 0, 14), (0x50, 0, 0, 0), (0x15, 4, 0, 0), (0x87, 0, 0, 0),
+                 (0x04, 0, 0, 1), (0x07, 0, 0, 0), (0x05, 0, 0, (-6) & 0xFFFFFFFF),
+                 (0x06, 0, 0, 1)])
+
+
+@pytest.mark.parametrize("guards", GUARDS)
+def test_backward_jump_becomes_may_goto(guards):
+    tr = translate_xdp(_WALK, guards=guards)
+    assert tr.loops and tr.guards == "per-load"
+    text = tr.listing()
+    # the back-edge: may_goto to the shared "no match" block, then the goto back
+    lines = [ln.split("\t", 1)[1] for ln in text.splitlines()]
+    mg = [n for n, ln in enumerate(lines) if ln.startswith("may_goto")]
+    assert len(mg) == 1 and lines[mg[0] + 1].startswith("goto -")
+    assert mg[0] + 1 + int(lines[mg[0]].split()[1]) == len(lines) - 2   # w0 = nomatch; exit
+    assert lines[-2:] == [f"w0 = {tr.nomatch}", "exit"]
+
+
+@pytest.mark.parametrize("frame,want,iterations", [
+    (bytes(14) + b"\0", True, 0),
+    (bytes(14) + b"\1\1\1\0", True, 3),
+    (bytes(14) + b"\1" * 40 + b"\0", True, 40),
+    (bytes(14) + b"\1" * 40, False, 40),          # runs off the end: the load fails
+])
+def test_loop_counter_on_a_translation(frame, want, iterations):
+    """The translated loop takes one may_goto per classic backward jump: with the
+    counter set to exactly that many the answer is libpcap's; one fewer and the last
+    back-edge is refused, so the answer is "no match"."""
+    assert (run_filter(_WALK, frame) != 0) == want
+    tr = translate_xdp(_WALK)
+    for max_loops, expect in ((iterations, want), (iterations - 1, False)):
+        if max_loops < 0:
+            continue
+        interp = progtypes.load(tr.insns, progtypes.BPF_PROG_TYPE_XDP, max_loops=max_loops)
+        got = progtypes.run_xdp(interp, frame)
+        assert got.fault is None
+        assert got.retval == (tr.match if expect else tr.nomatch), (max_loops, frame)
+
+
+@SETTINGS
+@given(prog=looping_programs(), pkts=st.lists(frames, min_size=1, max_size=4))
+def test_looping_programs_interpreter_agrees(prog, pkts):
+    tr = translate_xdp(prog)
+    interp = progtypes.load(tr.insns, progtypes.BPF_PROG_TYPE_XDP)
+    for f in pkts:
+        assert progtypes.run_xdp(interp, f).retval == _expect(prog, f, tr), prog.as_tuples()
+
+
+@pytest.mark.kernel
+@settings(max_examples=150, deadline=None, derandomize=True,
+          suppress_health_check=list(HealthCheck))
+@given(prog=looping_programs(), pkts=st.lists(frames, min_size=1, max_size=4))
+def test_looping_programs_kernel_loads_and_agrees(prog, pkts):
+    tr = translate_xdp(prog)
+    fd = oracles.bpf_prog_load(tr.to_bytes(), prog_type=oracles.BPF_PROG_TYPE_XDP)
+    try:
+        for f in pkts:
+            assert oracles.bpf_prog_test_run(fd, f)[0] == _expect(prog, f, tr), prog.as_tuples()
+    finally:
+        os.close(fd)
 
 
 # --- corpus expressions on real captures ------------------------------------------------
@@ -148,27 +218,44 @@ def _frames(shared_dir):
     return out
 
 
+def _decisions(prog, frames_) -> list[bool | None]:
+    """libpcap's decision per frame (run_batch; frame by frame with run_filter when a
+    frame makes the batch give up), None where bpf_filter would never return."""
+    try:
+        return [bool(v) for v in run_batch(prog, PacketBatch.from_packets(frames_))]
+    except ExecutionError:
+        out = []
+        for f in frames_:
+            try:
+                out.append(run_filter(prog, f) != 0)
+            except ExecutionError:
+                out.append(None)
+        return out
+
+
+def _verdict_for(tr, decision: bool | None) -> int:
+    # where libpcap never returns, the translation's loop ends in "no match"
+    return tr.match if decision else tr.nomatch
+
+
 @pytest.mark.tcpdump
 @pytest.mark.kernel
 def test_corpus_verifier_clean_and_agrees(shared_dir):
-    """Every corpus program of every link type (tcpdump -ddd) except protochain's loop:
-    BPF_PROG_LOAD as XDP succeeds, and the test run's verdict is the classic filter's
-    decision on the first three frames of every Ethernet capture (programs of other
-    link types on every 2nd frame; bytes are bytes); the eBPF interpreter agrees on
-    every 16th frame."""
+    """Every corpus program of every link type (tcpdump -ddd), protochain's loops
+    included: BPF_PROG_LOAD as XDP succeeds, and the test run's verdict is the classic
+    filter's decision on the first three frames of every Ethernet capture (programs of
+    other link types on every 2nd frame; bytes are bytes); the eBPF interpreter agrees
+    on every 16th frame."""
     progs = _programs(shared_dir)
     all_frames = _frames(shared_dir)
-    loaded = protochain = compared = interp_compared = 0
+    loaded = looping = compared = interp_compared = 0
     for expr, prog in progs:
-        try:
-            tr = translate_xdp(prog)
-        except UnsupportedError as e:
-            assert "backward" in str(e) and "protochain" in expr, expr
-            protochain += 1
-            continue
+        tr = translate_xdp(prog)
+        assert tr.loops == ("protochain" in expr), expr
+        looping += tr.loops
         frames_ = all_frames if expr.startswith("EN10MB:") else all_frames[::2]
-        batch = PacketBatch.from_packets(frames_)
-        want = [tr.match if v else tr.nomatch for v in run_batch(prog, batch)]
+        decisions = _decisions(prog, frames_)
+        want = [_verdict_for(tr, d) for d in decisions]
         fd = oracles.bpf_prog_load(tr.to_bytes(), prog_type=oracles.BPF_PROG_TYPE_XDP)
         loaded += 1
         try:
@@ -177,22 +264,176 @@ def test_corpus_verifier_clean_and_agrees(shared_dir):
                 compared += 1
         finally:
             os.close(fd)
-        # the per-load baseline: verifier-clean too, and agrees on every 8th frame
-        fd = oracles.bpf_prog_load(translate_xdp(prog, guards="per-load").to_bytes(),
-                                   prog_type=oracles.BPF_PROG_TYPE_XDP)
-        try:
-            for i in range(0, len(frames_), 8):
-                assert oracles.bpf_prog_test_run(fd, frames_[i])[0] == want[i], (expr, i)
-        finally:
-            os.close(fd)
-        interp = progtypes.load(tr.insns, progtypes.BPF_PROG_TYPE_XDP)
+        if not tr.loops:
+            # the per-load baseline: verifier-clean too, and agrees on every 8th frame
+            fd = oracles.bpf_prog_load(translate_xdp(prog, guards="per-load").to_bytes(),
+                                       prog_type=oracles.BPF_PROG_TYPE_XDP)
+            try:
+                for i in range(0, len(frames_), 8):
+                    assert oracles.bpf_prog_test_run(fd, frames_[i])[0] == want[i], (expr, i)
+            finally:
+                os.close(fd)
+        # a small may_goto counter only shortens runs that never end in libpcap
+        interp = progtypes.load(tr.insns, progtypes.BPF_PROG_TYPE_XDP, max_loops=10_000)
         for i in range(0, len(frames_), 16):
             assert progtypes.run_xdp(interp, frames_[i]).retval == want[i], (expr, i)
-            # the vector interpreter's reference agrees with the scalar one
-            assert (run_filter(prog, frames_[i]) != 0) == (want[i] == tr.match), (expr, i)
+            if decisions[i] is not None:
+                # the vector interpreter's reference agrees with the scalar one
+                assert (run_filter(prog, frames_[i]) != 0) == decisions[i], (expr, i)
             interp_compared += 1
-    print(f"loaded {loaded}, protochain {protochain}, kernel {compared}, interp {interp_compared}")
-    assert loaded > 600 and compared > 400_000 and 0 < protochain < 20
+    print(f"loaded {loaded} (with loops {looping}), kernel {compared}, interp {interp_compared}")
+    assert loaded == len(progs) > 600 and compared > 400_000 and looping == 9
+
+
+# --- protochain on crafted frames: IPv6 extension header chains, AH, truncation --------
+
+HBH, ROUTING, FRAG, DSTOPT, AH, NONXT, TCP, UDP = 0, 43, 44, 60, 51, 59, 6, 17
+
+
+def _ip6(nh: int, payload: bytes = b"") -> bytes:
+    return (b"\x60\0\0\0" + len(payload).to_bytes(2, "big") + bytes([nh, 64])
+            + bytes(range(0x01, 0x11)) + bytes(range(0x21, 0x31)) + payload)
+
+
+def _ext(nh: int, units: int = 0) -> bytes:
+    """hop-by-hop, routing or destination options: (units + 1) * 8 bytes"""
+    return bytes([nh, units]) + bytes(6 + 8 * units)
+
+
+def _frag(nh: int) -> bytes:
+    return bytes([nh, 0, 0, 0, 0, 0, 0, 1])
+
+
+def _ah(nh: int, plen: int) -> bytes:
+    """AH: (plen + 2) * 4 bytes.  libpcap 1.10.3's protochain sets X = (plen + 2) * 4
+    -- an offset from the start of the packet, not from the AH header."""
+    return bytes([nh, plen]) + bytes((plen + 2) * 4 - 2)
+
+
+def _ip4(proto: int, payload: bytes = b"", ihl: int = 5) -> bytes:
+    return (bytes([0x40 | ihl, 0]) + (4 * ihl + len(payload)).to_bytes(2, "big") + bytes(4)
+            + bytes([64, proto, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2]) + bytes(4 * ihl - 20)
+            + payload)
+
+
+_UDP = bytes.fromhex("04d2003500100000") + bytes(8)
+
+# name, frame, IP version, decision of `protochain 17` (None: libpcap 1.10.3 never
+# returns), backward jumps libpcap takes before deciding
+PROTOCHAIN_FRAMES = [
+    ("v6 udp", _ip6(UDP, _UDP), 6, True, 0),
+    ("v6 hbh dstopt routing frag udp",
+     _ip6(HBH, _ext(DSTOPT, 1) + _ext(ROUTING) + _ext(FRAG, 2) + _frag(UDP) + _UDP), 6, True, 4),
+    ("v6 hbh dstopt routing frag tcp",
+     _ip6(HBH, _ext(DSTOPT, 1) + _ext(ROUTING) + _ext(FRAG, 2) + _frag(TCP) + bytes(20)),
+     6, False, 4),
+    ("v6 100 hop-by-hop", _ip6(HBH, _ext(HBH) * 99 + _ext(UDP) + _UDP), 6, True, 100),
+    ("v6 400 routing", _ip6(ROUTING, _ext(ROUTING) * 399 + _ext(UDP) + _UDP), 6, True, 400),
+    ("v6 no next header", _ip6(HBH, _ext(NONXT) + _UDP), 6, False, 1),
+    # the chain names a header at offset 64, the frame ends at 63
+    ("v6 chain past the end", _ip6(HBH, _ext(DSTOPT, 1) + _ext(ROUTING))[:-1], 6, False, 2),
+    # the next header's length byte (offset 49) is missing
+    ("v6 chain cut in a header", _ip6(HBH, _ext(DSTOPT)) + bytes([UDP]), 6, False, 1),
+    ("v6 ah udp", _ip6(AH, _ah(UDP, 8) + _UDP), 6, True, 1),
+    ("v6 hbh ah udp", _ip6(HBH, _ext(AH) + _ah(UDP, 10) + _UDP), 6, True, 2),
+    # AH length 4 sends X to 24, inside the destination address: 0x21 there is no
+    # header protochain knows
+    ("v6 ah to offset 24", _ip6(AH, _ah(DSTOPT, 4) + _UDP), 6, False, 1),
+    ("v6 ah loop", _ip6(AH, _ah(AH, 8) + _UDP), 6, None, None),
+    ("v6 hbh ah loop", _ip6(HBH, _ext(AH) + _ah(AH, 10) + _UDP), 6, None, None),
+    ("v4 udp", _ip4(UDP, _UDP), 4, True, 0),
+    ("v4 tcp", _ip4(TCP, bytes(20)), 4, False, 0),
+    ("v4 ah udp", _ip4(AH, _ah(UDP, 3) + _UDP), 4, True, 1),
+    # the first AH sends X to 24, where a second AH (inside the first) names UDP
+    ("v4 ah ah udp", _ip4(AH, bytes([AH, 4, 0, 0, UDP, 7]) + bytes(30)), 4, True, 2),
+    ("v4 options ah udp", _ip4(AH, _ah(UDP, 4) + _UDP, ihl=6), 4, True, 1),
+    ("v4 ah cut", _ip4(AH, bytes([UDP])), 4, False, 0),
+    ("v4 ah loop", _ip4(AH, _ah(AH, 3) + _UDP), 4, None, None),
+    ("not ip", bytes([0x50]) + bytes(30), 0, False, 0),
+]
+
+
+def _protochain_programs(shared_dir):
+    progs = [(e, p) for e, p in _programs(shared_dir) if "protochain" in e]
+    assert len(progs) == 9 and all(e.startswith("RAW:") for e, _ in progs)
+    return progs
+
+
+def _protochain_decision(expr: str, version: int, d17: bool | None) -> bool | None:
+    qualifier = expr.split(":", 1)[1].split()[0]
+    if {"ip": 4, "ip6": 6}.get(qualifier, version) != version or version == 0:
+        return False
+    if d17 is None:
+        return None
+    return d17 and not expr.endswith(" 256")
+
+
+def test_protochain_frames_fit_an_xdp_test_run():
+    assert all(XDP_MIN <= len(f) <= XDP_MAX for _, f, *_ in PROTOCHAIN_FRAMES)
+    assert len({f for _, f, *_ in PROTOCHAIN_FRAMES}) == len(PROTOCHAIN_FRAMES)
+
+
+@pytest.mark.tcpdump
+@pytest.mark.kernel
+def test_protochain_crafted_frames(shared_dir):
+    """The 9 corpus protochain programs on the crafted frames: the decision is the one
+    the table states and libpcap's own bpf_filter returns (not called where it never
+    returns); the XDP translation makes it in the kernel and in bpfkit's interpreter;
+    where libpcap loops forever bpfkit's cBPF interpreter raises, and the translation
+    says "no match" once may_goto's counter is spent (the kernel's timed counter after
+    about 250 ms here, bpfkit's after max_loops back-edges)."""
+    checked = looped = 0
+    for expr, prog in _protochain_programs(shared_dir):
+        tr = translate_xdp(prog)
+        fd = oracles.bpf_prog_load(tr.to_bytes(), prog_type=oracles.BPF_PROG_TYPE_XDP)
+        interp = progtypes.load(tr.insns, progtypes.BPF_PROG_TYPE_XDP)
+        short = progtypes.load(tr.insns, progtypes.BPF_PROG_TYPE_XDP, max_loops=1000)
+        try:
+            for name, f, version, d17, _ in PROTOCHAIN_FRAMES:
+                want = _protochain_decision(expr, version, d17)
+                verdict = _verdict_for(tr, want)
+                if want is None:
+                    with pytest.raises(ExecutionError, match="backward jumps"):
+                        run_filter(prog, f)
+                    assert progtypes.run_xdp(short, f).retval == tr.nomatch, (expr, name)
+                    looped += 1
+                else:
+                    assert (run_filter(prog, f) != 0) == want, (expr, name)
+                    assert (oracles.libpcap_filter(prog.as_tuples(), f) != 0) == want, \
+                        (expr, name)
+                    res = progtypes.run_xdp(interp, f)
+                    assert res.fault is None and res.retval == verdict, (expr, name)
+                assert oracles.bpf_prog_test_run(fd, f)[0] == verdict, (expr, name)
+                checked += 1
+        finally:
+            os.close(fd)
+    # looping frames: 1 IPv4 (ip ..., and the plain programs), 2 IPv6 (ip6 ..., plain)
+    assert checked == 9 * len(PROTOCHAIN_FRAMES) and looped == 3 * (1 + 2 + 3)
+
+
+@pytest.mark.tcpdump
+@pytest.mark.parametrize("name,frame,version,d17,jumps",
+                         [c for c in PROTOCHAIN_FRAMES if c[3] is not None],
+                         ids=[c[0] for c in PROTOCHAIN_FRAMES if c[3] is not None])
+def test_protochain_may_goto_counter(shared_dir, name, frame, version, d17, jumps):
+    """One may_goto per backward jump libpcap takes: with the counter at exactly that
+    many the translation decides as libpcap does; with one fewer the last back-edge
+    is refused and the answer is "no match"."""
+    progs = dict(_protochain_programs(shared_dir))
+    prog = progs["RAW: protochain 17"]
+    tr = translate_xdp(prog)
+    for max_loops, want in ((jumps, d17), (jumps - 1, False)):
+        if max_loops < 0:
+            continue
+        interp = progtypes.load(tr.insns, progtypes.BPF_PROG_TYPE_XDP, max_loops=max_loops)
+        assert progtypes.run_xdp(interp, frame).retval == _verdict_for(tr, want), max_loops
+    # the default counter (8M) is never what ends a looping run within the default
+    # instruction budget: the budget runs out first
+    if name == "v6 100 hop-by-hop":
+        looping = dict((c[0], c[1]) for c in PROTOCHAIN_FRAMES)["v6 ah loop"]
+        res = progtypes.run_xdp(progtypes.load(tr.insns, progtypes.BPF_PROG_TYPE_XDP),
+                                looping)
+        assert res.fault is not None and res.fault.kind == "budget"
 
 
 @pytest.mark.parametrize("guards", GUARDS)
