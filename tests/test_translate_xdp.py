@@ -350,6 +350,28 @@ def test_protochain_crafted_frames(shared_dir):
 
 
 @pytest.mark.tcpdump
+@pytest.mark.parametrize("name", ["v4 ah loop", "v6 ah loop"])
+def test_libpcap_itself_never_returns_on_the_looping_frames(shared_dir, name):
+    """The frames the table marks None really spin libpcap 1.10.3's own bpf_filter
+    (run in a child process, killed after 2 s); a terminating one returns at once."""
+    import subprocess
+    import sys
+    frames_ = {c[0]: c[1] for c in PROTOCHAIN_FRAMES}
+    prog = dict(_protochain_programs(shared_dir))["RAW: protochain 17"]
+    code = ("import sys, oracles; print(oracles.libpcap_filter(eval(sys.argv[1]), "
+            "bytes.fromhex(sys.argv[2])))")
+    tests_dir = os.path.dirname(os.path.abspath(__file__))
+
+    def run(frame):
+        return subprocess.run([sys.executable, "-c", code, repr(prog.as_tuples()),
+                               frame.hex()], cwd=tests_dir, capture_output=True, text=True,
+                              timeout=2, env={**os.environ, "PYTHONPATH": tests_dir})
+    assert run(frames_["v6 ah udp"]).stdout.strip() == "262144"
+    with pytest.raises(subprocess.TimeoutExpired):
+        run(frames_[name])
+
+
+@pytest.mark.tcpdump
 @pytest.mark.parametrize("name,frame,version,d17,jumps",
                          [c for c in PROTOCHAIN_FRAMES if c[3] is not None],
                          ids=[c[0] for c in PROTOCHAIN_FRAMES if c[3] is not None])
