@@ -44,9 +44,8 @@ or repeats a state and loops forever.  libpcap 1.10.3 really does loop forever: 
 AH step sets X = (ah_len + 2) * 4 without adding the old X, so an AH header at offset
 X whose length field gives X again spins bpf_filter for good.  bpfkit's cBPF
 interpreters raise ExecutionError there (no reference answer); the translation says
-"no match".
-A hand-written classic loop that needs more than 8M iterations to return gets
-"no match" too, where libpcap would return its answer.
+"no match".  A hand-written classic loop that needs more than 8M iterations to return
+gets "no match" too, where libpcap would return its answer.
 """
 from __future__ import annotations
 
