@@ -549,7 +549,10 @@ def bpf_kernel_listing(raw: bytes, prog_type: int = BPF_PROG_TYPE_SOCKET_FILTER
         return None
     out = {}
     for line in log.split("Live regs before insn:", 1)[1].splitlines()[1:]:
-        m = __import__("re").match(r"\s*(\d+): [0-9.]{10} \(([0-9a-f]{2})\) (.*)$", line)
+        # instructions inside a loop carry their strongly connected component's number
+        # in an extra first column ("  1   2: ...") on this machine's 6.18
+        m = __import__("re").match(r"\s*(?:\d+\s+)?(\d+): [0-9.]{10} \(([0-9a-f]{2})\) (.*)$",
+                                   line)
         if not m:
             break
         out[int(m.group(1))] = (int(m.group(2), 16), m.group(3))

@@ -1,6 +1,7 @@
 """Test support for the capture-file tests: build pcap and pcapng files byte by byte
 (both byte orders, any option, deliberately broken ones), and parse classic pcap output
-(what tcpdump -w writes) independently of bpfkit's reader."""
+(what tcpdump -w writes) independently of bpfkit's reader.  Also raw IPv4/IPv6 packets
+with extension header chains for protochain (PROTOCHAIN_FRAMES)."""
 from __future__ import annotations
 
 import struct
@@ -130,3 +131,71 @@ def pb(iface: int, ticks: int, data: bytes, *, wirelen: int | None = None,
 def spb(data: bytes, *, wirelen: int | None = None, big: bool = False) -> bytes:
     wl = len(data) if wirelen is None else wirelen
     return block(3, struct.pack(_o(big) + "I", wl) + data, big=big)
+
+
+# --- raw IP packets with extension header chains (libpcap's protochain) ------------------
+
+HBH, ROUTING, FRAG, DSTOPT, AH, NONXT, TCP, UDP = 0, 43, 44, 60, 51, 59, 6, 17
+
+
+def _ip6(nh: int, payload: bytes = b"") -> bytes:
+    return (b"\x60\0\0\0" + len(payload).to_bytes(2, "big") + bytes([nh, 64])
+            + bytes(range(0x01, 0x11)) + bytes(range(0x21, 0x31)) + payload)
+
+
+def _ext(nh: int, units: int = 0) -> bytes:
+    """hop-by-hop, routing or destination options: (units + 1) * 8 bytes"""
+    return bytes([nh, units]) + bytes(6 + 8 * units)
+
+
+def _frag(nh: int) -> bytes:
+    return bytes([nh, 0, 0, 0, 0, 0, 0, 1])
+
+
+def _ah(nh: int, plen: int) -> bytes:
+    """AH: (plen + 2) * 4 bytes.  libpcap 1.10.3's protochain sets X = (plen + 2) * 4
+    -- an offset from the start of the packet, not from the AH header."""
+    return bytes([nh, plen]) + bytes((plen + 2) * 4 - 2)
+
+
+def _ip4(proto: int, payload: bytes = b"", ihl: int = 5) -> bytes:
+    return (bytes([0x40 | ihl, 0]) + (4 * ihl + len(payload)).to_bytes(2, "big") + bytes(4)
+            + bytes([64, proto, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2]) + bytes(4 * ihl - 20)
+            + payload)
+
+
+_UDP = bytes.fromhex("04d2003500100000") + bytes(8)
+
+# name, frame, IP version, decision of `protochain 17` (None: libpcap 1.10.3 never
+# returns), backward jumps libpcap takes before deciding
+PROTOCHAIN_FRAMES = [
+    ("v6 udp", _ip6(UDP, _UDP), 6, True, 0),
+    ("v6 hbh dstopt routing frag udp",
+     _ip6(HBH, _ext(DSTOPT, 1) + _ext(ROUTING) + _ext(FRAG, 2) + _frag(UDP) + _UDP), 6, True, 4),
+    ("v6 hbh dstopt routing frag tcp",
+     _ip6(HBH, _ext(DSTOPT, 1) + _ext(ROUTING) + _ext(FRAG, 2) + _frag(TCP) + bytes(20)),
+     6, False, 4),
+    ("v6 100 hop-by-hop", _ip6(HBH, _ext(HBH) * 99 + _ext(UDP) + _UDP), 6, True, 100),
+    ("v6 400 routing", _ip6(ROUTING, _ext(ROUTING) * 399 + _ext(UDP) + _UDP), 6, True, 400),
+    ("v6 no next header", _ip6(HBH, _ext(NONXT) + _UDP), 6, False, 1),
+    # the chain names a header at offset 64, the frame ends at 63
+    ("v6 chain past the end", _ip6(HBH, _ext(DSTOPT, 1) + _ext(ROUTING))[:-1], 6, False, 2),
+    # the next header's length byte (offset 49) is missing
+    ("v6 chain cut in a header", _ip6(HBH, _ext(DSTOPT)) + bytes([UDP]), 6, False, 1),
+    ("v6 ah udp", _ip6(AH, _ah(UDP, 8) + _UDP), 6, True, 1),
+    ("v6 hbh ah udp", _ip6(HBH, _ext(AH) + _ah(UDP, 10) + _UDP), 6, True, 2),
+    # AH length 4 sends X to 24, inside the destination address: 0x21 there is no
+    # header protochain knows
+    ("v6 ah to offset 24", _ip6(AH, _ah(DSTOPT, 4) + _UDP), 6, False, 1),
+    ("v6 ah loop", _ip6(AH, _ah(AH, 8) + _UDP), 6, None, None),
+    ("v6 hbh ah loop", _ip6(HBH, _ext(AH) + _ah(AH, 10) + _UDP), 6, None, None),
+    ("v4 udp", _ip4(UDP, _UDP), 4, True, 0),
+    ("v4 tcp", _ip4(TCP, bytes(20)), 4, False, 0),
+    ("v4 ah udp", _ip4(AH, _ah(UDP, 3) + _UDP), 4, True, 1),
+    # the first AH sends X to 24, where a second AH (inside the first) names UDP
+    ("v4 ah ah udp", _ip4(AH, bytes([AH, 4, 0, 0, UDP, 7]) + bytes(30)), 4, True, 2),
+    ("v4 options ah udp", _ip4(AH, _ah(UDP, 4) + _UDP, ihl=6), 4, True, 1),
+    ("v4 ah cut", _ip4(AH, bytes([UDP])), 4, False, 0),
+    ("v4 ah loop", _ip4(AH, _ah(AH, 3) + _UDP), 4, None, None),
+    ("not ip", bytes([0x50]) + bytes(30), 0, False, 0),
+]

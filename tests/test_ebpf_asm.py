@@ -42,9 +42,9 @@ def test_table_has_every_rfc9669_and_v4_form():
     # counted from RFC 9669 tables + Linux v4: ALU 2 classes x (12 ops x K/X + neg
     # + div/mod signed twins x K/X) + movsx (2 + 3), END 9, JMP 2 x 11 x 2 + ja + gotol,
     # call 3 + callx + exit, lddw 7 pseudo sources, LD_ABS/IND 6, LDX 4 + MEMSX 3,
-    # ST 4, STX 4, atomics 2 sizes x 10.
+    # ST 4, STX 4, atomics 2 sizes x 10; may_goto (Linux 6.9).
     alu = 2 * (12 * 2 + 1 + 2 * 2) + 2 + 3
-    expected = alu + 9 + 2 * 11 * 2 + 2 + 5 + 7 + 6 + 7 + 4 + 4 + 20
+    expected = alu + 9 + 2 * 11 * 2 + 2 + 5 + 7 + 6 + 7 + 4 + 4 + 20 + 1
     assert len(isa.OPS) == expected
 
 
@@ -96,7 +96,7 @@ def test_alu32_spelling_round_trips():
 # forms llvm-objdump 14 cannot show (it predates Linux v4 / misses these encodings);
 # our spelling for them is LLVM >= 17's, checked by the round trip above instead.
 def _objdump14_knows(i: Insn, op: isa.Op) -> bool:
-    if op.kind in ("ldxs", "st", "gotol", "callx"):
+    if op.kind in ("ldxs", "st", "gotol", "callx", "may_goto"):
         return False
     if op.kind == "alu" and (i.off or op.op == isa.BPF_MOD):
         return False
@@ -189,7 +189,7 @@ def _kernel_forms(seed: int) -> list[Insn]:
             continue
         i = _random_insn(op, rng)
         f = dict(opcode=i.opcode, dst=i.dst, src=i.src, off=i.off, imm=i.imm)
-        if op.kind in ("ja", "jcond"):
+        if op.kind in ("ja", "jcond", "may_goto"):
             f["off"] = 0
         if op.kind == "gotol":
             f["imm"] = 0
@@ -219,3 +219,51 @@ def test_kernel_syntax_round_trip_every_form():
     # lddw needs its "(18)" prefix or "ll" in this syntax: add the opcodes as the log does
     lines = [f"{n}: ({i.opcode:02x}) {t}" for n, (i, t) in enumerate(zip(FORMS, text.splitlines()))]
     assert asm.assemble("\n".join(lines), "kernel") == FORMS
+
+
+# --- may_goto (BPF_JMP | BPF_JCOND, src BPF_MAY_GOTO): Linux 6.9, LLVM 19 ----------------
+
+@pytest.mark.parametrize("text,syntax,insn", [
+    ("may_goto +2", "llvm", Insn(0xE5, 0, 0, 2, 0)),
+    ("may_goto -3", "llvm", Insn(0xE5, 0, 0, -3, 0)),
+    ("may_goto +0", "llvm", Insn(0xE5, 0, 0, 0, 0)),
+    ("may_goto pc+2", "kernel", Insn(0xE5, 0, 0, 2, 0)),
+    ("7: (e5) may_goto pc-32768", "kernel", Insn(0xE5, 0, 0, -32768, 0)),
+    ("may_goto +32767", "conformance", Insn(0xE5, 0, 0, 32767, 0)),
+])
+def test_may_goto_spellings(text, syntax, insn):
+    assert asm.assemble(text, syntax) == [insn]
+    # the kernel log's prefix is not part of the disassembly
+    assert disasm.format_insn(insn, syntax) == text.split(") ")[-1]
+    assert isa.encode([insn]) == bytes([0xE5, 0]) + (insn.off & 0xFFFF).to_bytes(2, "little") \
+        + bytes(4)
+
+
+@pytest.mark.parametrize("syntax", ["llvm", "kernel", "conformance"])
+def test_may_goto_labels_round_trip(syntax):
+    src = {"llvm": "r0 = 0\nl:\nmay_goto out\nr0 += 1\ngoto l\nout:\nexit",
+           "kernel": "r0 = 0\nl:\nmay_goto out\nr0 += 1\ngoto l\nout:\nexit",
+           "conformance": "mov %r0, 0\nl:\nmay_goto out\nadd %r0, 1\nja l\nout:\nexit"}[syntax]
+    insns = asm.assemble(src, syntax)
+    assert insns[1] == Insn(0xE5, 0, 0, 2, 0) and insns[3] == Insn(0x05, 0, 0, -3, 0)
+    text = disasm.disasm(insns, syntax)
+    assert "may_goto " in text and asm.assemble(text, syntax) == insns
+
+
+@pytest.mark.parametrize("insn", [
+    Insn(0xE5, 1, 0, 1, 0),       # dst set
+    Insn(0xE5, 0, 1, 1, 0),       # src is BPF_MAY_GOTO (0) only
+    Insn(0xE5, 0, 0, 1, 7),       # imm set
+])
+def test_may_goto_reserved_fields(insn):
+    with pytest.raises(EncodingError):
+        isa.check(insn)
+    # not an instruction: written as .insn and read back verbatim
+    assert disasm.format_insn(insn).startswith(".insn 0xe5")
+    assert asm.assemble(disasm.disasm([insn])) == [insn]
+
+
+@pytest.mark.parametrize("opcode", [0xE6, 0xED])  # JMP32 | JCOND, JMP | JCOND | X
+def test_may_goto_other_classes_are_unknown(opcode):
+    with pytest.raises(EncodingError, match="unknown instruction"):
+        isa.check(Insn(opcode))

@@ -197,6 +197,7 @@ def test_kernel_disagreements_listed(monkeypatch, target, pair):
 
     class Wrong:
         retval = 12345
+        fault = None
 
     if target == "run_socket":
         # 7: the datagram would be trimmed to 7 bytes; the kernel delivers all of each
@@ -247,3 +248,34 @@ def test_kernel_unavailable(monkeypatch, capsys):
     assert "no bpf(2) here (test)" in capsys.readouterr().err
     assert main(["compare", "-r", str(SAMPLE), "udp"]) == 0
     assert "unavailable: no bpf(2) here (test)" in capsys.readouterr().out
+
+
+# --- protochain: the XDP pairs run its loop; frames libpcap never leaves are skipped -----
+
+@pytest.mark.kernel
+@pytest.mark.tcpdump
+@pytest.mark.parametrize("expr", ["protochain 17", "ip6 protochain 17", "ip protochain 17"])
+def test_protochain_xdp_pairs(tmp_path, capsys, expr):
+    from pcap_craft import PROTOCHAIN_FRAMES, pcap
+    path = tmp_path / "raw.pcap"
+    path.write_bytes(pcap([(1, i, f) for i, (_, f, *_) in enumerate(PROTOCHAIN_FRAMES)],
+                          linktype=101))                   # LINKTYPE_RAW
+    batch = read_capture(str(path))
+    version = {"ip": 4, "ip6": 6}.get(expr.split()[0])
+    looping = sum(d17 is None and version in (None, v) for _, _, v, d17, _ in PROTOCHAIN_FRAMES)
+    assert looping == {None: 3, 4: 1, 6: 2}[version]
+    rep = compare_batch(tcpdump_program(expr, "RAW"), batch, kernel=True)
+    pairs = {p.name: p for p in rep.pairs}
+    assert rep.ok
+    # the kernel's classic validator refuses backward jumps, so do the socket pairs
+    for name in ("socket", "kernel-cbpf", "kernel-socket"):
+        assert "jump" in pairs[name].unavailable and pairs[name].compared == 0
+    n = len(PROTOCHAIN_FRAMES)
+    for name, why in (("xdp", "backward jumps"), ("kernel-xdp", "instruction budget")):
+        p = pairs[name]
+        assert p.compared == p.agreed == n - looping and p.skipped == looping, name
+        assert sum(c for r, c in p.skip_reasons if why in r) == looping, p.skip_reasons
+    assert main(["compare", "-r", str(path), "--kernel", "yes", "--json", expr]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["ok"] and [p["compared"] for p in out["pairs"]] == \
+        [0, n - looping, 0, 0, n - looping]

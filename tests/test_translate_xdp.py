@@ -19,9 +19,10 @@ from bpfkit.ebpf import progtypes
 from bpfkit.cbpf.validate import check
 from bpfkit.errors import ExecutionError, UnsupportedError, UsageError, ValidationError
 from bpfkit.pcap.batch import PacketBatch
-from bpfkit.translate.xdp import translate_xdp
+from bpfkit.translate.xdp import packet_need, translate_xdp
 
-from cbpf_gen import libpcap_programs, wild_programs
+from cbpf_gen import libpcap_programs, looping_programs, wild_programs
+from pcap_craft import PROTOCHAIN_FRAMES
 
 XDP_MIN, XDP_MAX = 14, 3520      # the test run's limits (FACTS.md, progtypes)
 SETTINGS = settings(max_examples=400, deadline=None, derandomize=True,
@@ -117,10 +118,80 @@ def test_widened_guard_gives_up_early():
 def test_refusals():
     with pytest.raises(ValidationError):
         translate_xdp(Program([(0x06, 0, 0, 1), (0x15, 0, 0, 0)]))     # last not ret
-    with pytest.raises(UnsupportedError):
-        translate_xdp(Program([(0x05, 0, 0, 0), (0x05, 0, 0, 0xFFFFFFFE), (0x06, 0, 0, 1)]))
     with pytest.raises(UsageError):
         translate_xdp(Program([(0x06, 0, 0, 1)]), match="maybe")
+    # packet_need is a forward-jump analysis
+    with pytest.raises(UnsupportedError):
+        packet_need(Program([(0x05, 0, 0, 0), (0x05, 0, 0, 0xFFFFFFFE),
+                             (0x06, 0, 0, 1)]).insns)
+
+
+# --- loops: backward ja -> may_goto + goto ----------------------------------------------
+
+# a classic loop walking bytes 14, 15, ... until a zero byte (match) or the end of
+# the frame (the load fails: no match); one backward jump per non-zero byte:
+#   0 ldx #14   1 ldb [x + 0]   2 jeq #0 jt 7 jf 3   3 txa   4 add #1   5 tax
+#   6 ja 1      7 ret #1
+_WALK = Program([(0x01, 0, 0, 14), (0x50, 0, 0, 0), (0x15, 4, 0, 0), (0x87, 0, 0, 0),
+                 (0x04, 0, 0, 1), (0x07, 0, 0, 0), (0x05, 0, 0, (-6) & 0xFFFFFFFF),
+                 (0x06, 0, 0, 1)])
+
+
+@pytest.mark.parametrize("guards", GUARDS)
+def test_backward_jump_becomes_may_goto(guards):
+    tr = translate_xdp(_WALK, guards=guards)
+    assert tr.loops and tr.guards == "per-load"
+    text = tr.listing()
+    # the back-edge: may_goto to the shared "no match" block, then the goto back
+    lines = [ln.split("\t", 1)[1] for ln in text.splitlines()]
+    mg = [n for n, ln in enumerate(lines) if ln.startswith("may_goto")]
+    assert len(mg) == 1 and lines[mg[0] + 1].startswith("goto -")
+    assert mg[0] + 1 + int(lines[mg[0]].split()[1]) == len(lines) - 2   # w0 = nomatch; exit
+    assert lines[-2:] == [f"w0 = {tr.nomatch}", "exit"]
+
+
+@pytest.mark.parametrize("frame,want,iterations", [
+    (bytes(14) + b"\0", True, 0),
+    (bytes(14) + b"\1\1\1\0", True, 3),
+    (bytes(14) + b"\1" * 40 + b"\0", True, 40),
+    (bytes(14) + b"\1" * 40, False, 40),          # runs off the end: the load fails
+])
+def test_loop_counter_on_a_translation(frame, want, iterations):
+    """The translated loop takes one may_goto per classic backward jump: with the
+    counter set to exactly that many the answer is libpcap's; one fewer and the last
+    back-edge is refused, so the answer is "no match"."""
+    assert (run_filter(_WALK, frame) != 0) == want
+    tr = translate_xdp(_WALK)
+    for max_loops, expect in ((iterations, want), (iterations - 1, False)):
+        if max_loops < 0:
+            continue
+        interp = progtypes.load(tr.insns, progtypes.BPF_PROG_TYPE_XDP, max_loops=max_loops)
+        got = progtypes.run_xdp(interp, frame)
+        assert got.fault is None
+        assert got.retval == (tr.match if expect else tr.nomatch), (max_loops, frame)
+
+
+@SETTINGS
+@given(prog=looping_programs(), pkts=st.lists(frames, min_size=1, max_size=4))
+def test_looping_programs_interpreter_agrees(prog, pkts):
+    tr = translate_xdp(prog)
+    interp = progtypes.load(tr.insns, progtypes.BPF_PROG_TYPE_XDP)
+    for f in pkts:
+        assert progtypes.run_xdp(interp, f).retval == _expect(prog, f, tr), prog.as_tuples()
+
+
+@pytest.mark.kernel
+@settings(max_examples=150, deadline=None, derandomize=True,
+          suppress_health_check=list(HealthCheck))
+@given(prog=looping_programs(), pkts=st.lists(frames, min_size=1, max_size=4))
+def test_looping_programs_kernel_loads_and_agrees(prog, pkts):
+    tr = translate_xdp(prog)
+    fd = oracles.bpf_prog_load(tr.to_bytes(), prog_type=oracles.BPF_PROG_TYPE_XDP)
+    try:
+        for f in pkts:
+            assert oracles.bpf_prog_test_run(fd, f)[0] == _expect(prog, f, tr), prog.as_tuples()
+    finally:
+        os.close(fd)
 
 
 # --- corpus expressions on real captures ------------------------------------------------
@@ -148,27 +219,44 @@ def _frames(shared_dir):
     return out
 
 
+def _decisions(prog, frames_) -> list[bool | None]:
+    """libpcap's decision per frame (run_batch; frame by frame with run_filter when a
+    frame makes the batch give up), None where bpf_filter would never return."""
+    try:
+        return [bool(v) for v in run_batch(prog, PacketBatch.from_packets(frames_))]
+    except ExecutionError:
+        out = []
+        for f in frames_:
+            try:
+                out.append(run_filter(prog, f) != 0)
+            except ExecutionError:
+                out.append(None)
+        return out
+
+
+def _verdict_for(tr, decision: bool | None) -> int:
+    # where libpcap never returns, the translation's loop ends in "no match"
+    return tr.match if decision else tr.nomatch
+
+
 @pytest.mark.tcpdump
 @pytest.mark.kernel
 def test_corpus_verifier_clean_and_agrees(shared_dir):
-    """Every corpus program of every link type (tcpdump -ddd) except protochain's loop:
-    BPF_PROG_LOAD as XDP succeeds, and the test run's verdict is the classic filter's
-    decision on the first three frames of every Ethernet capture (programs of other
-    link types on every 2nd frame; bytes are bytes); the eBPF interpreter agrees on
-    every 16th frame."""
+    """Every corpus program of every link type (tcpdump -ddd), protochain's loops
+    included: BPF_PROG_LOAD as XDP succeeds, and the test run's verdict is the classic
+    filter's decision on the first three frames of every Ethernet capture (programs of
+    other link types on every 2nd frame; bytes are bytes); the eBPF interpreter agrees
+    on every 16th frame."""
     progs = _programs(shared_dir)
     all_frames = _frames(shared_dir)
-    loaded = protochain = compared = interp_compared = 0
+    loaded = looping = compared = interp_compared = 0
     for expr, prog in progs:
-        try:
-            tr = translate_xdp(prog)
-        except UnsupportedError as e:
-            assert "backward" in str(e) and "protochain" in expr, expr
-            protochain += 1
-            continue
+        tr = translate_xdp(prog)
+        assert tr.loops == ("protochain" in expr), expr
+        looping += tr.loops
         frames_ = all_frames if expr.startswith("EN10MB:") else all_frames[::2]
-        batch = PacketBatch.from_packets(frames_)
-        want = [tr.match if v else tr.nomatch for v in run_batch(prog, batch)]
+        decisions = _decisions(prog, frames_)
+        want = [_verdict_for(tr, d) for d in decisions]
         fd = oracles.bpf_prog_load(tr.to_bytes(), prog_type=oracles.BPF_PROG_TYPE_XDP)
         loaded += 1
         try:
@@ -177,22 +265,135 @@ def test_corpus_verifier_clean_and_agrees(shared_dir):
                 compared += 1
         finally:
             os.close(fd)
-        # the per-load baseline: verifier-clean too, and agrees on every 8th frame
-        fd = oracles.bpf_prog_load(translate_xdp(prog, guards="per-load").to_bytes(),
-                                   prog_type=oracles.BPF_PROG_TYPE_XDP)
-        try:
-            for i in range(0, len(frames_), 8):
-                assert oracles.bpf_prog_test_run(fd, frames_[i])[0] == want[i], (expr, i)
-        finally:
-            os.close(fd)
-        interp = progtypes.load(tr.insns, progtypes.BPF_PROG_TYPE_XDP)
+        if not tr.loops:
+            # the per-load baseline: verifier-clean too, and agrees on every 8th frame
+            fd = oracles.bpf_prog_load(translate_xdp(prog, guards="per-load").to_bytes(),
+                                       prog_type=oracles.BPF_PROG_TYPE_XDP)
+            try:
+                for i in range(0, len(frames_), 8):
+                    assert oracles.bpf_prog_test_run(fd, frames_[i])[0] == want[i], (expr, i)
+            finally:
+                os.close(fd)
+        # a small may_goto counter only shortens runs that never end in libpcap
+        interp = progtypes.load(tr.insns, progtypes.BPF_PROG_TYPE_XDP, max_loops=10_000)
         for i in range(0, len(frames_), 16):
             assert progtypes.run_xdp(interp, frames_[i]).retval == want[i], (expr, i)
-            # the vector interpreter's reference agrees with the scalar one
-            assert (run_filter(prog, frames_[i]) != 0) == (want[i] == tr.match), (expr, i)
+            if decisions[i] is not None:
+                # the vector interpreter's reference agrees with the scalar one
+                assert (run_filter(prog, frames_[i]) != 0) == decisions[i], (expr, i)
             interp_compared += 1
-    print(f"loaded {loaded}, protochain {protochain}, kernel {compared}, interp {interp_compared}")
-    assert loaded > 600 and compared > 400_000 and 0 < protochain < 20
+    print(f"loaded {loaded} (with loops {looping}), kernel {compared}, interp {interp_compared}")
+    assert loaded == len(progs) > 600 and compared > 400_000 and looping == 9
+
+
+# --- protochain on crafted frames: IPv6 extension header chains, AH, truncation --------
+
+# the frames and their decisions: pcap_craft.PROTOCHAIN_FRAMES
+
+
+def _protochain_programs(shared_dir):
+    progs = [(e, p) for e, p in _programs(shared_dir) if "protochain" in e]
+    assert len(progs) == 9 and all(e.startswith("RAW:") for e, _ in progs)
+    return progs
+
+
+def _protochain_decision(expr: str, version: int, d17: bool | None) -> bool | None:
+    qualifier = expr.split(":", 1)[1].split()[0]
+    if {"ip": 4, "ip6": 6}.get(qualifier, version) != version or version == 0:
+        return False
+    if d17 is None:
+        return None
+    return d17 and not expr.endswith(" 256")
+
+
+def test_protochain_frames_fit_an_xdp_test_run():
+    assert all(XDP_MIN <= len(f) <= XDP_MAX for _, f, *_ in PROTOCHAIN_FRAMES)
+    assert len({f for _, f, *_ in PROTOCHAIN_FRAMES}) == len(PROTOCHAIN_FRAMES)
+
+
+@pytest.mark.tcpdump
+@pytest.mark.kernel
+def test_protochain_crafted_frames(shared_dir):
+    """The 9 corpus protochain programs on the crafted frames: the decision is the one
+    the table states and libpcap's own bpf_filter returns (not called where it never
+    returns); the XDP translation makes it in the kernel and in bpfkit's interpreter;
+    where libpcap loops forever bpfkit's cBPF interpreter raises, and the translation
+    says "no match" once may_goto's counter is spent (the kernel's timed counter after
+    about 250 ms here, bpfkit's after max_loops back-edges)."""
+    checked = looped = 0
+    for expr, prog in _protochain_programs(shared_dir):
+        tr = translate_xdp(prog)
+        fd = oracles.bpf_prog_load(tr.to_bytes(), prog_type=oracles.BPF_PROG_TYPE_XDP)
+        interp = progtypes.load(tr.insns, progtypes.BPF_PROG_TYPE_XDP)
+        short = progtypes.load(tr.insns, progtypes.BPF_PROG_TYPE_XDP, max_loops=1000)
+        try:
+            for name, f, version, d17, _ in PROTOCHAIN_FRAMES:
+                want = _protochain_decision(expr, version, d17)
+                verdict = _verdict_for(tr, want)
+                if want is None:
+                    with pytest.raises(ExecutionError, match="backward jumps"):
+                        run_filter(prog, f)
+                    assert progtypes.run_xdp(short, f).retval == tr.nomatch, (expr, name)
+                    looped += 1
+                else:
+                    assert (run_filter(prog, f) != 0) == want, (expr, name)
+                    assert (oracles.libpcap_filter(prog.as_tuples(), f) != 0) == want, \
+                        (expr, name)
+                    res = progtypes.run_xdp(interp, f)
+                    assert res.fault is None and res.retval == verdict, (expr, name)
+                assert oracles.bpf_prog_test_run(fd, f)[0] == verdict, (expr, name)
+                checked += 1
+        finally:
+            os.close(fd)
+    # looping frames: 1 IPv4 (ip ..., and the plain programs), 2 IPv6 (ip6 ..., plain)
+    assert checked == 9 * len(PROTOCHAIN_FRAMES) and looped == 3 * (1 + 2 + 3)
+
+
+@pytest.mark.tcpdump
+@pytest.mark.parametrize("name", ["v4 ah loop", "v6 ah loop"])
+def test_libpcap_itself_never_returns_on_the_looping_frames(shared_dir, name):
+    """The frames the table marks None really spin libpcap 1.10.3's own bpf_filter
+    (run in a child process, killed after 2 s); a terminating one returns at once."""
+    import subprocess
+    import sys
+    frames_ = {c[0]: c[1] for c in PROTOCHAIN_FRAMES}
+    prog = dict(_protochain_programs(shared_dir))["RAW: protochain 17"]
+    code = ("import sys, oracles; print(oracles.libpcap_filter(eval(sys.argv[1]), "
+            "bytes.fromhex(sys.argv[2])))")
+    tests_dir = os.path.dirname(os.path.abspath(__file__))
+
+    def run(frame):
+        return subprocess.run([sys.executable, "-c", code, repr(prog.as_tuples()),
+                               frame.hex()], cwd=tests_dir, capture_output=True, text=True,
+                              timeout=2, env={**os.environ, "PYTHONPATH": tests_dir})
+    assert run(frames_["v6 ah udp"]).stdout.strip() == "262144"
+    with pytest.raises(subprocess.TimeoutExpired):
+        run(frames_[name])
+
+
+@pytest.mark.tcpdump
+@pytest.mark.parametrize("name,frame,version,d17,jumps",
+                         [c for c in PROTOCHAIN_FRAMES if c[3] is not None],
+                         ids=[c[0] for c in PROTOCHAIN_FRAMES if c[3] is not None])
+def test_protochain_may_goto_counter(shared_dir, name, frame, version, d17, jumps):
+    """One may_goto per backward jump libpcap takes: with the counter at exactly that
+    many the translation decides as libpcap does; with one fewer the last back-edge
+    is refused and the answer is "no match"."""
+    progs = dict(_protochain_programs(shared_dir))
+    prog = progs["RAW: protochain 17"]
+    tr = translate_xdp(prog)
+    for max_loops, want in ((jumps, d17), (jumps - 1, False)):
+        if max_loops < 0:
+            continue
+        interp = progtypes.load(tr.insns, progtypes.BPF_PROG_TYPE_XDP, max_loops=max_loops)
+        assert progtypes.run_xdp(interp, frame).retval == _verdict_for(tr, want), max_loops
+    # the default counter (8M) is never what ends a looping run within the default
+    # instruction budget: the budget runs out first
+    if name == "v6 100 hop-by-hop":
+        looping = dict((c[0], c[1]) for c in PROTOCHAIN_FRAMES)["v6 ah loop"]
+        res = progtypes.run_xdp(progtypes.load(tr.insns, progtypes.BPF_PROG_TYPE_XDP),
+                                looping)
+        assert res.fault is not None and res.fault.kind == "budget"
 
 
 @pytest.mark.parametrize("guards", GUARDS)

@@ -24,6 +24,9 @@ loads as LD_ABS/LD_IND.  It loads as a BPF_PROG_TYPE_SOCKET_FILTER program.
 packets the filter accepts and --nomatch for the others; an out-of-bounds load means
 "no match", as libpcap's bpf_filter.  -o writes an ELF object with BTF and a license
 section, which `bpftool prog load` and `ip link set dev DEV xdp obj OUT sec xdp` accept.
+Loops (protochain's backward jumps) get a may_goto at each back-edge and per-load
+guards: a frame on which the classic program would loop forever gets --nomatch once
+the kernel's may_goto counter is spent.
 
 Without -o, or with --asm, the eBPF listing is printed (llvm-objdump syntax).
 
@@ -32,6 +35,7 @@ examples:
   bpfkit translate --xdp 'udp port 53' -o dns.o
   bpfkit translate --xdp --match drop --nomatch pass 'host 10.0.0.1' -o block.o
   bpfkit translate --socket --prog http.ddd -o http.bin
+  bpfkit translate --xdp -y RAW 'ip6 protochain 17' -o chain.o
 """
 
 

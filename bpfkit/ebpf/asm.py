@@ -279,7 +279,7 @@ _LLVM_FORMS: list[tuple[str, re.Pattern]] = [(k, re.compile(p)) for k, p in [
      r"(?P<v>" + _REG + "|" + _NUM + ")"),
     ("jcond", r"if\s+(?P<d>" + _REG + r")\s*(?P<o>s>=|s<=|s>|s<|==|!=|>=|<=|>|<|&)\s*(?P<v>"
      + _REG + "|" + _NUM + r")\s+goto\s+" + _TARGET),
-    ("goto", r"(?P<g>gotol|goto)\s+" + _TARGET),
+    ("goto", r"(?P<g>gotol|goto|may_goto)\s+" + _TARGET),
     ("callx", r"callx\s+(?P<d>" + _REG + ")"),
     ("kfunc", r"call\s+kfunc\s+(?P<k>" + _NUM + r")(?:\s*,\s*(?P<o>" + _NUM + r"))?"),
     ("call", r"call\s+(?:(?P<k>" + _NUM + r")|pc(?P<pc>[-+]\s*\d+)|(?P<name>[A-Za-z_.$][\w.$]*)"
@@ -453,6 +453,9 @@ def _llvm_line(asm: _Assembler, ln: _Line, s: str, col: int) -> None:
     elif kind == "goto":
         if m.group("g") == "gotol":
             asm.emit_target(Insn(isa.BPF_JMP32 | isa.BPF_JA), m.group("t"), "imm", ln, gcol("t"))
+        elif m.group("g") == "may_goto":
+            asm.emit_target(Insn(isa.BPF_JMP | isa.BPF_JCOND, 0, isa.BPF_MAY_GOTO), m.group("t"),
+                            "off", ln, gcol("t"))
         else:
             asm.emit_target(Insn(isa.BPF_JMP | isa.BPF_JA), m.group("t"), "off", ln, gcol("t"))
     elif kind == "callx":
@@ -593,6 +596,11 @@ def _conf_line(asm: _Assembler, ln: _Line, s: str, col: int) -> None:
         need(1)
         code = isa.BPF_JMP | isa.BPF_JA if name == "ja" else isa.BPF_JMP32 | isa.BPF_JA
         asm.emit_target(Insn(code), ops[0][0], "off" if name == "ja" else "imm", ln, ops[0][1])
+        return
+    if name == "may_goto":
+        need(1)
+        asm.emit_target(Insn(isa.BPF_JMP | isa.BPF_JCOND, 0, isa.BPF_MAY_GOTO), ops[0][0], "off",
+                        ln, ops[0][1])
         return
     if name in ("call", "callx"):
         if len(ops) in (2, 3) and name == "call":

@@ -6,14 +6,17 @@
   sign-extending loads, bswap, gotol, BPF_ST stores, jset, mod) are written the way
   LLVM >= 17 and the kernel's kernel/bpf/disasm.c print them:
   ``r1 s/= r2``, ``r1 = (s8)r2``, ``r1 = *(s16 *)(r2 + 4)``, ``r1 = bswap16 r1``,
-  ``gotol +3``, ``*(u32 *)(r10 - 8) = 5``, ``if r1 & r2 goto +1``, ``r1 %= r2``.
+  ``gotol +3``, ``*(u32 *)(r10 - 8) = 5``, ``if r1 & r2 goto +1``, ``r1 %= r2``,
+  ``may_goto +3`` (LLVM >= 19; llvm-objdump 14 prints ``<unknown>``).
 * ``kernel``: the verifier log's spelling (kernel/bpf/disasm.c, checked against the
   "Live regs before insn" listing of this machine's 6.18 kernel): ``(r10 -8)``,
-  ``goto pc+3``, jump immediates in hex, ``r1 = 0x1122334455667788`` for lddw (the
-  assembler needs the log's ``(18)`` opcode or an ``ll`` suffix to tell it from a mov),
+  ``goto pc+3``, ``may_goto pc+3``, jump immediates in hex, ``r1 = 0x1122334455667788``
+  for lddw (the assembler needs the log's ``(18)`` opcode or an ``ll`` suffix to tell it
+  from a mov),
   ``call bpf_map_lookup_elem#1``, ``r1 = atomic64_fetch_add((u64 *)(r0 +0), r1)``.
 * ``conformance``: the bpf_conformance / uBPF mnemonic syntax
-  (``ldxh %r0, [%r6+12]``, ``lock fetch add [%r10-8], %r1``).
+  (``ldxh %r0, [%r6+12]``, ``lock fetch add [%r10-8], %r1``); it has no spelling
+  for may_goto, which is written ``may_goto +3`` there too.
 
 An encoding that is no valid instruction (unknown opcode, a reserved field set, a
 register above r10) is written as the directive ``.insn OPCODE, DST, SRC, OFF, IMM``,
@@ -87,6 +90,8 @@ def _llvm(insn: Insn, op: Op, alu32: bool) -> str:
         return f"goto {_rel(insn.off)}"
     if k == "gotol":
         return f"gotol {_rel(insn.imm)}"
+    if k == "may_goto":
+        return f"may_goto {_rel(insn.off)}"
     if k == "jcond":
         p = "w" if op.width == 32 else "r"
         rhs = f"{p}{s}" if op.source == isa.BPF_X else str(insn.imm)
@@ -164,6 +169,8 @@ def _kernel(insn: Insn, op: Op) -> str:
         return f"goto pc{insn.off:+d}"
     if k == "gotol":
         return f"gotol pc{insn.imm:+d}"
+    if k == "may_goto":
+        return f"may_goto pc{insn.off:+d}"
     if k == "jcond":
         p = "w" if op.width == 32 else "r"
         rhs = f"{p}{s}" if op.source == isa.BPF_X else f"0x{insn.imm & 0xFFFFFFFF:x}"
@@ -225,6 +232,8 @@ def _conf(insn: Insn, op: Op) -> str:
         return f"ja {_rel(insn.off)}"
     if k == "gotol":
         return f"ja32 {_rel(insn.imm)}"
+    if k == "may_goto":
+        return f"may_goto {_rel(insn.off)}"       # bpf_conformance has no spelling of its own
     if k == "jcond":
         rhs = f"%r{s}" if op.source == isa.BPF_X else str(insn.imm)
         return f"{op.name} %r{d}, {rhs}, {_rel(insn.off)}"

@@ -16,6 +16,16 @@ rewrites in kernel/bpf/verifier.c do_misc_fixups):
   frame, at most MAX_TAIL_CALL_CNT (33) times per run, counting as the kernel does
   (an empty slot still counts); bpf_loop (helper 181, raising CallbackLoop) runs its
   callback in a new frame per iteration.
+* may_goto (BPF_JMP | BPF_JCOND) falls through while the frame's hidden loop counter
+  is not zero, decrementing it, and jumps once it is: the verifier's non-timed fixup
+  (kernel/bpf/verifier.c do_misc_fixups), whose prologue sets the counter to
+  BPF_MAX_LOOPS (8M) on every entry to a program or subprogram that has may_goto.
+  So each frame (the main program, every bpf-to-bpf call, every bpf_loop callback, a
+  tail-called program) starts with Options.max_loops, and the (max_loops + 1)-th
+  may_goto of a frame is the first that jumps.  Newer x86-64 JITs use a timed variant
+  (the counter is refreshed until 250 ms have passed), which no replay can reproduce;
+  a loop that ends before either budget runs out takes the same path in both.
+  Exhausting 8M iterations needs far more than the default instruction budget.
 * LD_ABS/LD_IND load big-endian from the packet as bpf_skb_load_helper_{8,16,32} do,
   with the SKF_NET_OFF/SKF_LL_OFF windows; an offset outside the packet ends the
   program with r0 = 0 (the verifier's ld_abs epilogue).
@@ -293,7 +303,8 @@ MAX_TAIL_CALL_CNT = 33         # include/linux/bpf.h
 @dataclass(frozen=True, slots=True)
 class Options:
     """budget: instructions per run (a run that exceeds it faults with kind 'budget').
-    helpers: helper id -> Helper.  callx_helpers: allow BPF_CALL|BPF_X and treat the
+    max_loops: the value each frame's may_goto counter starts at (the kernel's
+    BPF_MAX_LOOPS; smaller values make exhaustion testable).  helpers: helper id -> Helper.  callx_helpers: allow BPF_CALL|BPF_X and treat the
     register's value as a helper id (the bpf_conformance/uBPF convention; Linux refuses
     callx).  maps: the program's maps; lddw with src BPF_PSEUDO_MAP_FD or
     BPF_PSEUDO_MAP_IDX loads a handle to maps[imm], BPF_PSEUDO_MAP_VALUE /
@@ -301,6 +312,7 @@ class Options:
     as for global data).  A map object needs key_size, value_size and
     lookup_ptr(key, cpu) -> ValueRef(buf, offset, size) | None (bpfkit.ebpf.maps)."""
     budget: int = 1_000_000
+    max_loops: int = isa.BPF_MAX_LOOPS
     helpers: Mapping[int, Helper] = field(default_factory=dict)
     callx_helpers: bool = False
     maps: Sequence[object] = ()
@@ -343,7 +355,7 @@ class Interpreter:
                 continue
             k = op.kind
             target = None
-            if k in ("ja", "jcond"):
+            if k in ("ja", "jcond", "may_goto"):
                 target = pc + 1 + i.off
             elif k == "gotol":
                 target = pc + 1 + i.imm
@@ -531,9 +543,12 @@ def _execute(prog: Interpreter, memory: Memory, regs: list[int], stacks: list[Re
     slots, ops = prog.slots, prog.ops
     budget = prog.options.budget
     helpers = prog.options.helpers
+    max_loops = prog.options.max_loops
     regs[10] = _new_frame(memory, stacks, 0)
-    # (return pc, caller registers, bpf_loop state [i, nr_loops, target, ctx] or None)
-    frames: list[tuple[int, list[int], list | None]] = []
+    # (return pc, caller registers, bpf_loop state [i, nr_loops, target, ctx] or None,
+    # the caller's may_goto counter)
+    frames: list[tuple[int, list[int], list | None, int]] = []
+    loops = max_loops            # this frame's may_goto counter
     pc = 0
     count = 0
     tail_calls = 0
@@ -573,6 +588,11 @@ def _execute(prog: Interpreter, memory: Memory, regs: list[int], stacks: list[Re
                 nxt = pc + 1 + insn.off
             elif k == "gotol":
                 nxt = pc + 1 + insn.imm
+            elif k == "may_goto":
+                if loops == 0:
+                    nxt = pc + 1 + insn.off
+                else:
+                    loops -= 1
             elif k == "jcond":
                 if op.width == 64:
                     a = regs[insn.dst]
@@ -631,7 +651,8 @@ def _execute(prog: Interpreter, memory: Memory, regs: list[int], stacks: list[Re
                     if len(frames) + 1 >= MAX_FRAMES:
                         return Result(0, count, Fault(pc, "call_depth", f"more than {MAX_FRAMES} "
                                                       "call frames"))
-                    frames.append((pc + 1, regs, None))
+                    frames.append((pc + 1, regs, None, loops))
+                    loops = max_loops
                     callee = [0] * 11
                     callee[1:6] = regs[1:6]
                     regs = callee
@@ -652,7 +673,8 @@ def _execute(prog: Interpreter, memory: Memory, regs: list[int], stacks: list[Re
                                 return Result(0, count, Fault(pc, "call_depth",
                                               f"more than {MAX_FRAMES} call frames"))
                             loop = [0, cl.nr_loops, target, cl.ctx]
-                            frames.append((pc + 1, regs, loop))
+                            frames.append((pc + 1, regs, loop, loops))
+                            loops = max_loops
                             regs = _callback_regs(memory, stacks, len(frames), 0, cl.ctx)
                             nxt = target
                     except TailCall as tc:
@@ -672,6 +694,8 @@ def _execute(prog: Interpreter, memory: Memory, regs: list[int], stacks: list[Re
                                 prog = tc.target
                                 slots, ops = prog.slots, prog.ops
                                 helpers = prog.options.helpers
+                                # the new program's prologue sets its own counter
+                                max_loops = loops = prog.options.max_loops
                                 nxt = 0
             elif k == "callx":
                 hid = regs[insn.dst]
@@ -683,18 +707,20 @@ def _execute(prog: Interpreter, memory: Memory, regs: list[int], stacks: list[Re
                 if not frames:
                     return Result(regs[0], count, None)
                 r0 = regs[0]
-                nxt, caller, loop = frames.pop()
+                nxt, caller, loop, caller_loops = frames.pop()
                 if loop is not None:
                     # a bpf_loop callback returned: 0 continues, anything else stops
                     i, n, target, ctx = loop
                     if r0 == 0 and i + 1 < n:
                         loop[0] = i + 1
-                        frames.append((nxt, caller, loop))
+                        frames.append((nxt, caller, loop, caller_loops))
+                        loops = max_loops        # each call runs the callback's prologue
                         regs = _callback_regs(memory, stacks, len(frames), i + 1, ctx)
                         pc = target
                         continue
                     r0 = i + 1 if r0 != 0 else n
                 regs = caller
+                loops = caller_loops
                 regs[0] = r0
             else:  # pragma: no cover - every kind of the table is handled
                 raise AssertionError(k)

@@ -3,8 +3,9 @@ frozen `Insn` with its raw encoding.
 
 Names follow include/uapi/linux/bpf.h and bpf_common.h; the instruction set is
 RFC 9669 plus the Linux v4 additions (sdiv/smod, movsx, sign-extending loads,
-bswap, `gotol`).  `lddw` is one logical instruction holding a 64-bit immediate
-that encodes to two 8-byte slots.
+bswap, `gotol`) and `may_goto` (BPF_JMP | BPF_JCOND, src BPF_MAY_GOTO; Linux 6.9).
+`lddw` is one logical instruction holding a 64-bit immediate that encodes to two
+8-byte slots.
 
 Field conventions of `Insn` (canonical, normalised on construction):
   off  signed 16-bit; imm signed 32-bit, except for lddw where imm is the
@@ -39,6 +40,11 @@ BPF_JA, BPF_JEQ, BPF_JGT, BPF_JGE = 0x00, 0x10, 0x20, 0x30
 BPF_JSET, BPF_JNE, BPF_JSGT, BPF_JSGE = 0x40, 0x50, 0x60, 0x70
 BPF_CALL, BPF_EXIT, BPF_JLT, BPF_JLE = 0x80, 0x90, 0xA0, 0xB0
 BPF_JSLT, BPF_JSLE = 0xC0, 0xD0
+BPF_JCOND = 0xE0                 # "may_goto" (include/uapi/linux/bpf.h, Linux 6.9)
+BPF_MAY_GOTO = 0                 # src_reg of BPF_JCOND
+# the hidden loop counter the verifier gives may_goto (kernel/bpf/verifier.c
+# do_misc_fixups; include/linux/bpf.h BPF_MAX_LOOPS)
+BPF_MAX_LOOPS = 8 * 1024 * 1024
 # atomic operations (imm of BPF_STX | BPF_ATOMIC)
 BPF_FETCH = 0x01
 BPF_XCHG = 0xE0 | BPF_FETCH
@@ -81,8 +87,8 @@ SIZE_SUFFIX = {BPF_W: "w", BPF_H: "h", BPF_B: "b", BPF_DW: "dw"}
 class Op:
     """Facts about one instruction form.
 
-    kind: alu | neg | end | ja | gotol | jcond | call | callx | exit | lddw |
-          ldabs | ldind | ldx | st | stx | atomic
+    kind: alu | neg | end | ja | gotol | jcond | may_goto | call | callx | exit |
+          lddw | ldabs | ldind | ldx | st | stx | atomic
     variant: the value of the field that selects among forms sharing an opcode
     (`off` for DIV/MOD/MOV, `imm` for END and atomics, `src` for CALL), or None.
     name: the bpf_conformance mnemonic.  width: 32 or 64 for ALU/JMP, else 0.
@@ -142,6 +148,11 @@ def _build_table() -> dict[tuple[int, int | None], Op]:
 
     add(Op(BPF_JMP | BPF_JA, None, "ja", "ja", 64, must_be_zero=("dst", "src", "imm")))
     add(Op(BPF_JMP32 | BPF_JA, None, "gotol", "ja32", 32, must_be_zero=("dst", "src", "off")))
+    # may_goto: kernel check_cond_jmp_op / check_jmp_fields accept only BPF_JMP class,
+    # src BPF_MAY_GOTO (0), dst and imm zero; any off (newer kernels accept off 0 and
+    # remove it as a no-op)
+    add(Op(BPF_JMP | BPF_JCOND, None, "may_goto", "may_goto", 64,
+           must_be_zero=("dst", "src", "imm")))
     for cls, width, sfx in ((BPF_JMP, 64, ""), (BPF_JMP32, 32, "32")):
         for op, name in JMP_OPS.items():
             add(Op(cls | op | BPF_K, None, "jcond", name + sfx, width, op=op, source=BPF_K,

@@ -436,10 +436,13 @@ def implemented_helpers(prog_type: int) -> dict[int, Helper]:
     return h
 
 
-def load(insns, prog_type: int, *, maps=(), budget: int = 1_000_000) -> Interpreter:
+def load(insns, prog_type: int, *, maps=(), budget: int = 1_000_000,
+         max_loops: int | None = None) -> Interpreter:
     """An Interpreter for a program of `prog_type`: a helper the kernel does not allow
     for the type is a ValidationError with the verifier's wording; an allowed one that
-    bpfkit does not implement is an UnsupportedError naming it."""
+    bpfkit does not implement is an UnsupportedError naming it.  budget: instructions
+    per run; max_loops: may_goto's counter per frame (default BPF_MAX_LOOPS, see
+    bpfkit.ebpf.interp)."""
     from ..errors import ValidationError
     from . import isa
     from .helper_ids import helper_name
@@ -451,4 +454,7 @@ def load(insns, prog_type: int, *, maps=(), budget: int = 1_000_000) -> Interpre
             raise ValidationError(f"program of this type cannot use helper "
                                   f"{helper_name(i.imm)}#{i.imm}", index=n, rule="helper",
                                   errno=22)
-    return Interpreter(insns, Options(budget=budget, helpers=helpers, maps=tuple(maps)))
+    if max_loops is None:
+        max_loops = isa.BPF_MAX_LOOPS
+    return Interpreter(insns, Options(budget=budget, max_loops=max_loops, helpers=helpers,
+                                      maps=tuple(maps)))

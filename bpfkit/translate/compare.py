@@ -10,7 +10,11 @@ Pairs compared (each packet is one frame, the mac header at skb->data / xdp data
             libpcap semantics, wire length = captured length since XDP sees only the
             frame) against the XDP translation on the eBPF interpreter (run_xdp): the
             match decisions must be equal.  Frames under 14 bytes (the kernel refuses
-            them) or over 3520 (multi-buffer XDP) are skipped and counted.
+            them) or over 3520 (multi-buffer XDP) are skipped and counted, and so are
+            frames on which the classic program never returns (libpcap 1.10.3's
+            protochain loops forever on some AH chains; bpfkit's cBPF interpreters give
+            up after 65,536 backward jumps) -- the translation answers "no match" there
+            once may_goto's counter is spent, see bpfkit.translate.xdp.
 
 ``vector-socket``  the socket-mode translation on the eBPF interpreter as a test run
                    (progtypes.run_socket_filter: the frame's first 14 bytes are the
@@ -40,6 +44,11 @@ With ``kernel=True`` or ``"auto"`` the running Linux kernel (bpfkit.kernel) join
                    interpreter (progtypes.run_xdp): equal verdicts.  Frames under 14
                    or over 3520 bytes are skipped as in ``xdp``.
 
+In the pairs that run bpfkit's eBPF interpreter, a run that exhausts its instruction
+budget (1M; a translated loop that libpcap never leaves gets there long before the
+kernel's 8M-iteration may_goto counter) is skipped with that reason: the kernel has
+no such budget, so there is nothing to compare.
+
 Packets the kernel refuses (a test-run EINVAL, a datagram it cannot send) are
 skipped with the kernel's reason, counted per reason in ``skip_reasons``.  Programs
 reading SKF_AD_RANDOM make the kernel pairs unavailable (the kernel's draw cannot be
@@ -58,10 +67,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..cbpf.interp import SkbMeta, run_socket
+from ..cbpf.interp import SkbMeta, run_filter, run_socket
 from ..cbpf.program import Program
 from ..cbpf.vinterp import run_batch
-from ..errors import BpfError, UsageError
+from ..errors import BpfError, ExecutionError, UsageError
 from ..pcap.batch import PacketBatch
 
 __all__ = ["Disagreement", "PairResult", "CompareReport", "compare_batch", "summarize"]
@@ -173,16 +182,20 @@ def _xdp_pair(prog: Program, batch: PacketBatch, max_listed: int, match: int,
     # XDP sees the captured bytes only: the wire length is the captured length
     seen = PacketBatch(batch.buf, batch.offset, batch.caplen, batch.caplen.copy(),
                        batch.ts_ns, batch.linktype, batch.snaplen, batch.ts_nanos)
-    want = run_batch(prog, seen) if len(batch) else np.zeros(0, np.uint32)
+    want, failed = _filter_decisions(prog, seen)
     interp = progtypes.load(tr.insns, progtypes.BPF_PROG_TYPE_XDP)
     values, reasons = [], {}
     for i in range(len(batch)):
         pkt = bytes(batch[i])
-        why = _xdp_size_reason(len(pkt))
+        why = _xdp_size_reason(len(pkt)) or failed.get(i)
         if why:
-            reasons[why] = reasons.get(why, 0) + 1
+            _count(reasons, why)
             continue
-        got = progtypes.run_xdp(interp, pkt).retval
+        try:
+            got = _xdp_retval(interp, pkt)
+        except BpfError as e:
+            _count(reasons, f"bpfkit: {e}")
+            continue
         values.append((i, int(want[i] != 0), int(got == tr.match)))
     return _pair("xdp", "cbpf filter", "ebpf xdp", values, batch, sum(reasons.values()),
                  max_listed, reasons)
@@ -228,6 +241,35 @@ def _vector_pair(name: str, prog: Program, batch: PacketBatch, max_listed: int, 
               for i, g in zip(lanes, got.tolist())]
     return _pair(name, left, right, values, batch, sum(reasons.values()), max_listed,
                  reasons)
+
+
+def _filter_decisions(prog: Program, seen: PacketBatch) -> tuple[np.ndarray, dict[int, str]]:
+    """run_batch's return values, and {index: reason} for the frames on which the
+    classic program has no answer (then run frame by frame: run_batch gives up on the
+    whole batch)."""
+    if not len(seen):
+        return np.zeros(0, np.uint32), {}
+    try:
+        return run_batch(prog, seen), {}
+    except ExecutionError:
+        pass
+    out, failed = np.zeros(len(seen), np.uint32), {}
+    for i in range(len(seen)):
+        try:
+            out[i] = run_filter(prog, bytes(seen[i]))
+        except ExecutionError as e:
+            failed[i] = f"cbpf filter: {e}"
+    return out, failed
+
+
+def _xdp_retval(interp, pkt: bytes, **run_args) -> int:
+    """The XDP verdict on bpfkit's interpreter; ExecutionError when the run ran out of
+    instructions (the kernel has no such budget: nothing to compare)."""
+    from ..ebpf import progtypes
+    res = progtypes.run_xdp(interp, pkt, **run_args)
+    if res.fault is not None and res.fault.kind == "budget":
+        raise ExecutionError(res.fault.detail)
+    return res.retval
 
 
 def _xdp_size_reason(n: int) -> str | None:
@@ -369,7 +411,7 @@ def _kernel_xdp_pair(prog: Program, batch: PacketBatch, max_listed: int, match, 
         return _unavailable("kernel-xdp", len(batch), str(e))
     return _kernel_testrun_pair(
         "kernel-xdp", tr.to_bytes(), kernel.BPF_PROG_TYPE_XDP,
-        lambda f: progtypes.run_xdp(interp, f, cpu=cpu).retval,
+        lambda f: _xdp_retval(interp, f, cpu=cpu),
         lambda p: p, _xdp_size_reason, batch, max_listed)
 
 

@@ -20,8 +20,32 @@ Code shape: a plain per-load guard (the baseline the issue compares cbpfc-style
 widened guards with): for each load ``r2 = data + off; r3 = r2 + size;
 if r3 > data_end goto nomatch; load *(r2 + 0); bswap``.  A = w0, X = w7, data = r8,
 data_end = r9, len = r6; M[k] at fp - 4(k+1).  Classic instructions no path reaches are
-left out (the verifier refuses unreachable code).  Backward jumps (libpcap's
-``protochain``) are not translated: UnsupportedError.
+left out (the verifier refuses unreachable code).
+
+Loops (backward ``ja``, which libpcap emits only for ``protochain``): every backward
+``ja`` becomes ``may_goto nomatch; goto target``, so the verifier accepts the loop
+(it explores may_goto's exit and needs no bound of its own), and a run that keeps
+looping ends with "no match" once the kernel's hidden may_goto counter is spent:
+BPF_MAX_LOOPS (8M) back-edges with the verifier's non-timed fixup and in bpfkit's
+eBPF interpreter (bpfkit.ebpf.interp, Options.max_loops), about 250 ms with the timed
+variant of newer x86-64 JITs (this machine's 6.18).  Programs with loops always get
+per-load guards: the widened-guard analysis (packet_need, guards) follows forward
+jumps only.
+
+Equivalence for loops.  Where libpcap's bpf_filter returns, the XDP program makes its
+decision, provided the run takes at most BPF_MAX_LOOPS backward jumps (or 250 ms).
+Where bpf_filter never returns, the XDP program answers "no match".  For what libpcap
+compiles this covers every frame: at protochain's loop head the future is fixed by
+the header offset X and by whether the header there is AH or another extension
+header, and every continuing iteration reads byte X + 1, so on an n-byte frame a run
+either ends within 2n backward jumps (n <= 3520 in XDP's linear area: far below both
+8M and the 65,536 after which bpfkit's cBPF interpreters give up, MAX_BACKWARD_JUMPS)
+or repeats a state and loops forever.  libpcap 1.10.3 really does loop forever: its
+AH step sets X = (ah_len + 2) * 4 without adding the old X, so an AH header at offset
+X whose length field gives X again spins bpf_filter for good.  bpfkit's cBPF
+interpreters raise ExecutionError there (no reference answer); the translation says
+"no match".  A hand-written classic loop that needs more than 8M iterations to return
+gets "no match" too, where libpcap would return its answer.
 """
 from __future__ import annotations
 
@@ -54,13 +78,17 @@ _NOMATCH = "nomatch"             # jump target: the shared "return nomatch" bloc
 class XdpTranslation:
     """insns: the eBPF program (no lddw).  starts[i]: first eBPF index of classic
     instruction i (None when unreachable and left out).  match / nomatch: the
-    verdicts returned."""
+    verdicts returned.  guards: the guard placement used ("per-load" for programs
+    with loops, whatever was asked).  loops: the classic program has backward jumps
+    (the translation has may_goto)."""
     insns: tuple[EInsn, ...]
     starts: tuple[int | None, ...]
     source: Program
     match: int
     nomatch: int
     prog_type: int = 6            # BPF_PROG_TYPE_XDP
+    guards: str = "widened"
+    loops: bool = False
 
     def to_bytes(self) -> bytes:
         return e.encode(self.insns)
@@ -144,12 +172,21 @@ def _bound(ins) -> int:
     return 0
 
 
+def _has_loops(insns) -> bool:
+    return any(ins.code == c.BPF_JMP | c.BPF_JA and _s32(ins.k) < 0 for ins in insns)
+
+
 def packet_need(insns) -> list[int]:
     """need[i]: a lower bound on the packet length of every path from instruction i
     that ends in a match (a ret other than `ret #0`): each load on such a path must
     succeed, and a load fails on a packet shorter than its bound.  On a shorter packet,
     no match is possible from i, so a guard may give up early (cbpfc's widened
-    guards).  _INF: no path from i matches at all.  Forward jumps only."""
+    guards).  _INF: no path from i matches at all.  Forward jumps only:
+    UnsupportedError for a program with a backward ``ja`` (a loop needs a fixpoint,
+    and translate_xdp uses per-load guards for those)."""
+    if _has_loops(insns):
+        raise UnsupportedError("packet_need of a program with backward jumps",
+                               "the analysis follows forward jumps only")
     n = len(insns)
     need = [_INF] * n
     for i in range(n - 1, -1, -1):
@@ -292,10 +329,13 @@ class _Xlate:
         elif cls == c.BPF_JMP:
             op = code & 0xF0
             if code == c.BPF_JMP | c.BPF_JA:
-                if _s32(k) < 0:
-                    raise UnsupportedError("backward jumps in XDP mode",
-                                           f"instruction {i}: ja {_s32(k)} (protochain)")
-                return [(EInsn(e.BPF_JMP | e.BPF_JA), i + 1 + k)]
+                target = i + 1 + _s32(k)
+                if target <= i:
+                    # a loop's back-edge: may_goto lets the verifier accept the loop;
+                    # once its hidden counter is spent the answer is "no match"
+                    return [(EInsn(e.BPF_JMP | e.BPF_JCOND, 0, e.BPF_MAY_GOTO), _NOMATCH),
+                            (EInsn(e.BPF_JMP | e.BPF_JA), target)]
+                return [(EInsn(e.BPF_JMP | e.BPF_JA), target)]
             if op in (c.BPF_JEQ, c.BPF_JGT, c.BPF_JGE, c.BPF_JSET):
                 return self.cond(ins, i, op)
         elif cls == c.BPF_MISC:
@@ -373,19 +413,20 @@ def translate_xdp(prog: Program | Iterable, *, match: int | str = "pass",
     one guard where a path first needs more packet than it has checked, widened to
     what every matching path from there needs anyway (packet_need); code from which
     no path can match becomes "return nomatch".  guards="per-load": the plain baseline,
-    one guard per load.  Indirect loads (X + k) always get their own guard.
+    one guard per load.  Indirect loads (X + k) always get their own guard.  Programs
+    with backward jumps (protochain's loop) always get per-load guards and a may_goto
+    at each back-edge (see the module docstring for what that means for the answer).
 
     ValidationError for programs libpcap's validator refuses; UnsupportedError for
-    backward jumps and for opcodes bpf_filter does not implement."""
+    opcodes bpf_filter does not implement."""
     match, nomatch = (_verdict(v) for v in (match, nomatch))
     if guards not in ("widened", "per-load"):
         raise UsageError(f"guards must be 'widened' or 'per-load', not {guards!r}")
     prog = prog if isinstance(prog, Program) else Program(prog)
     validate(prog, "libpcap")
-    for i, ins in enumerate(prog.insns):
-        if ins.code == c.BPF_JMP | c.BPF_JA and _s32(ins.k) < 0:
-            raise UnsupportedError("backward jumps in XDP mode",
-                                   f"instruction {i}: ja {_s32(ins.k)} (protochain)")
+    loops = _has_loops(prog.insns)
+    if loops:
+        guards = "per-load"          # packet_need and guards() assume forward jumps
     # every instruction libpcap could execute must be one bpf_filter implements (it
     # abort()s otherwise): checked on the plain control flow, before widened guards
     # prune code from which no path matches
@@ -436,7 +477,8 @@ def translate_xdp(prog: Program | Iterable, *, match: int | str = "pass",
             out.append(item)
     if needs_nomatch:
         out += [_alu32(e.BPF_MOV, REG_A, nomatch), _exit()]
-    return XdpTranslation(tuple(out), tuple(starts), prog, match, nomatch)
+    return XdpTranslation(tuple(out), tuple(starts), prog, match, nomatch,
+                          guards=guards, loops=loops)
 
 
 def _verdict(v: int | str) -> int:

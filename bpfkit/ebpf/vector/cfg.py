@@ -20,7 +20,7 @@ class Block:
     start: int
     end: int                                   # exclusive slot index
     pcs: list[int] = field(default_factory=list)   # slot index of each instruction
-    term: str = "fall"                         # fall | ja | jcond | exit | call
+    term: str = "fall"                   # fall | ja | jcond | may_goto | exit | call
     target: int | None = None                  # taken / ja / callee entry
     follow: int | None = None                  # fall-through / return address
     live_in: frozenset = ALL_REGS
@@ -83,7 +83,7 @@ def build(slots: list, ops: list) -> dict[int, Block]:
         elif k == "gotol":
             leaders.add(pc + 1 + i.imm)
             leaders.add(pc + 1)
-        elif k == "jcond":
+        elif k in ("jcond", "may_goto"):
             leaders.add(pc + 1 + i.off)
             leaders.add(pc + 1)
         elif k == "exit":
@@ -105,8 +105,8 @@ def build(slots: list, ops: list) -> dict[int, Block]:
             k = op.kind
             if k in ("ja", "gotol"):
                 b.term, b.target = "ja", pc + 1 + (i.off if k == "ja" else i.imm)
-            elif k == "jcond":
-                b.term, b.target, b.follow = "jcond", pc + 1 + i.off, pc + 1
+            elif k in ("jcond", "may_goto"):
+                b.term, b.target, b.follow = k, pc + 1 + i.off, pc + 1
             elif k == "exit":
                 b.term = "exit"
             elif k == "call" and i.src == isa.BPF_PSEUDO_CALL:

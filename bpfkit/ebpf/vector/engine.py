@@ -66,6 +66,9 @@ class LaneOutcome:
     waves: int = 0
 
 
+_LOOPS = 11          # register slot of the may_goto counter
+
+
 def _is_scalar(v) -> bool:
     return not isinstance(v, np.ndarray) or v.ndim == 0
 
@@ -109,9 +112,10 @@ def _concat(parts: list[_Group]) -> _Group:
                 all(a == arrs[0] for a in arrs):
             return arrs[0]
         return np.concatenate([_arr(a, k) for a, k in zip(arrs, n)])
-    regs = [cat([p.regs[r] for p in parts]) for r in range(11)]
+    nr = len(parts[0].regs)
+    regs = [cat([p.regs[r] for p in parts]) for r in range(nr)]
     frames = tuple((parts[0].frames[d][0], [cat([p.frames[d][1][r] for p in parts])
-                                            for r in range(11)])
+                                            for r in range(nr)])
                    for d in range(len(parts[0].frames)))
     return _Group(np.concatenate([p.lanes for p in parts]), regs, frames)
 
@@ -244,6 +248,7 @@ class VectorProgram:
         self.slots, self.ops = interp.slots, interp.ops
         self.maps = list(interp.options.maps)
         self.budget = interp.options.budget
+        self.max_loops = getattr(interp.options, "max_loops", isa.BPF_MAX_LOOPS)
         self.helpers = interp.options.helpers
         self.blocks = cfg.build(self.slots, self.ops)
         self.depth = 1
@@ -471,7 +476,9 @@ class VectorProgram:
                 redirects[int(dest[lane])] = r
 
     def _execute(self, w: _Wave, seed: int) -> None:
-        regs: list = [None] * 11
+        # r0-r10, and the frame's may_goto counter (the verifier's hidden stack slot)
+        regs: list = [None] * 12
+        regs[_LOOPS] = U64(self.max_loops)
         W = w.W
         live = self.blocks[0].live_in
         for r in live:
@@ -501,7 +508,7 @@ class VectorProgram:
         if not len(g.lanes):
             return
         b = self.blocks[pc]
-        g.regs = [r if i in b.live_in else None for i, r in enumerate(g.regs)]
+        g.regs = [r if i in b.live_in or i == _LOOPS else None for i, r in enumerate(g.regs)]
         key = (pc, tuple(f[0] for f in g.frames))
         if key not in pending:
             pending[key] = []
@@ -538,6 +545,16 @@ class VectorProgram:
             self._queue(pending, heap, b.follow, g.take(~taken))
         elif b.term == "ja":
             self._queue(pending, heap, b.target, g)
+        elif b.term == "may_goto":
+            # interp: jump when the counter is 0, else decrement and fall through
+            c = g.regs[_LOOPS]
+            zero = np.broadcast_to(c == 0, (len(g.lanes),))
+            if zero.any():
+                self._queue(pending, heap, b.target, g.take(zero))
+            if not zero.all():
+                g = g.take(~zero)
+                g.regs[_LOOPS] = _norm(g.regs[_LOOPS] - U64(1))
+                self._queue(pending, heap, b.follow, g)
         elif b.term == "fall":
             if b.follow is None:
                 raise ExecutionError("vector engine: fell off the end of the program")
@@ -562,7 +579,8 @@ class VectorProgram:
                 return
             saved = list(g.regs)
             n = len(g.lanes)
-            regs = [None] * 11
+            regs = [None] * 12
+            regs[_LOOPS] = U64(self.max_loops)
             for r in range(1, 6):
                 regs[r] = g.regs[r] if g.regs[r] is not None else U64(0)
             for r in (0, 6, 7, 8, 9):
@@ -630,7 +648,7 @@ class VectorProgram:
                 regs[insn.dst] = _norm(v & U64((1 << insn.imm) - 1) if insn.imm < 64 else v)
             else:
                 regs[insn.dst] = _norm(A.swap(v, insn.imm))
-        elif kind in ("ja", "gotol", "jcond", "exit") or (kind == "call"
+        elif kind in ("ja", "gotol", "jcond", "may_goto", "exit") or (kind == "call"
                                                            and insn.src == isa.BPF_PSEUDO_CALL):
             pass                                        # block terminators
         elif kind == "lddw":
