@@ -277,5 +277,6 @@ def test_protochain_xdp_pairs(tmp_path, capsys, expr):
         assert sum(c for r, c in p.skip_reasons if why in r) == looping, p.skip_reasons
     assert main(["compare", "-r", str(path), "--kernel", "yes", "--json", expr]) == 0
     out = json.loads(capsys.readouterr().out)
+    # socket, xdp, vector-socket, vector-xdp, kernel-cbpf, kernel-socket, kernel-xdp
     assert out["ok"] and [p["compared"] for p in out["pairs"]] == \
-        [0, n - looping, 0, 0, n - looping]
+        [0, n - looping, 0, n - looping, 0, 0, n - looping]

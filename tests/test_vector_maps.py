@@ -9,22 +9,26 @@ load-add-store idiom clang emits, by a fetch-add whose old value is returned, by
 exchange; a global counter every packet touches; deletes; a hash map small enough to
 fill up (E2BIG); per-CPU maps.  The traffic: one elephant flow, all-distinct flows,
 interleaved flows, a Zipf mix, with delete markers; runs split into several batches
-and tiny waves (wave_size 1, 3, 7) so that lanes conflict across wave and batch
-boundaries.  Compared: retval, instruction counts, faults, and dump_maps() (values and
-hash iteration order)."""
+and small waves (8 or 13 lanes) so that lanes conflict within and across wave and batch
+boundaries; and hypothesis-generated sequences of map operations.  Compared (as in
+tests/test_vector_engine.py): retval, instruction counts, faults, output, and
+dump_maps() (values and hash iteration order)."""
 from __future__ import annotations
 
+import os
 import random
 import struct
 
 import pytest
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
 
 from bpfkit.ebpf.maps import MapSpec, MapType, create_map
 from bpfkit.ebpf.program import Program
 from bpfkit.ebpf.runner import run_batch
 from bpfkit.pcap import PacketBatch
 
-from test_vector_engine import assert_same, run_both
+from test_vector_engine import _split, assert_same, run_both
 
 HASH, PHASH = MapType.HASH, MapType.PERCPU_HASH
 ARRAY, PARRAY = MapType.ARRAY, MapType.PERCPU_ARRAY
@@ -208,9 +212,7 @@ start:"""
 
 def _compare(prog, pkts, *, runs=((1 << 14, 1), (13, 3)), num_cpus: int = 1, maps=None,
              what="", calls=None):
-    """vector == interp for each (wave_size, number of batches) in `runs` (waves of
-    fewer than 8 lanes would make the engine hand the lanes to the interpreter)."""
-    from test_vector_engine import _split
+    """vector == interp for each (wave_size, number of batches) in `runs`."""
     out = None
     for w, p in runs:
         out = run_both(prog, _split(pkts, p), wave_size=w, maps=maps, calls=calls,
@@ -471,7 +473,6 @@ def test_equality_tests_exercise_the_wave_path(kind, at_most):
     """The tables above compare the engine's own map path, not only its interpreter
     re-runs: with waves of 13 lanes over 4 batches, non-fetching adds on existing flows
     commit from the waves (only lanes touching a flow created in the same wave re-run)."""
-    from test_vector_engine import _split
     prog, _ = flow_program("atomic", HASH, 1024, False)
     assert _interpreted_lanes(prog, _split(traffic(kind), 4), 13) <= at_most
 
@@ -543,7 +544,6 @@ def test_clang_flow_counter(tmp_path):
     import subprocess
     from bpfkit.ebpf.elf import open_elf
     from test_elf_load import CFLAGS
-    from test_vector_engine import _split
     src = tmp_path / "flows.c"
     src.write_text(FLOWS_C)
     obj = tmp_path / "flows.o"
@@ -561,3 +561,118 @@ def test_clang_flow_counter(tmp_path):
             (160).to_bytes(8, "little").hex(), "00" * 8]}]
         if kind == "distinct":
             assert ref.retval.tolist().count(207) > 100         # 200 + E2BIG
+
+
+# --- generated map programs -----------------------------------------------------------------
+#
+# Random sequences of map operations per packet on three small maps (a HASH that fills
+# up, an ARRAY with out-of-range keys, a PERCPU_HASH), keys from packet bytes (a small
+# key space: many lanes share keys), every access kind on the values (loads, stores,
+# atomic adds of both widths, fetch ops, xchg, cmpxchg, out-of-bounds offsets), updates
+# with every flag, deletes; r9 accumulates what the packet saw and is returned.
+
+GMAPS = [MapSpec(HASH, 4, 16, 6, name="h"), MapSpec(ARRAY, 4, 16, 8, name="a"),
+         MapSpec(PHASH, 4, 16, 8, name="p")]
+
+
+@st.composite
+def _key(draw):
+    b = draw(st.integers(0, 13))
+    mask = draw(st.sampled_from([3, 7, 15, 1]))
+    return [f"r1 = *(u8 *)(r7 + {b})", f"r1 &= {mask}", "*(u32 *)(r10 - 4) = r1"]
+
+
+@st.composite
+def _value_op(draw):
+    sz = draw(st.sampled_from([8, 4, 1, 2]))
+    off = draw(st.sampled_from([0, 8, 4, 12, 1, 16, 15]))
+    if draw(st.integers(0, 9)):
+        off = min(off - off % sz, 16 - sz)          # usually in bounds and aligned
+    kind = draw(st.sampled_from(["load", "store", "add", "fetch", "las", "xchg", "cmpxchg",
+                                 "stimm"]))
+    k = draw(st.sampled_from([1, 2, -1, 0x7FFFFFFF, 5]))
+    if kind in ("add", "fetch", "xchg", "cmpxchg"):
+        sz = draw(st.sampled_from([8, 4]))
+        off = off - off % sz if off + sz <= 16 else 16 - sz
+    bits, w = 8 * sz, ("w" if sz == 4 else "r")
+    if kind == "load":
+        return [f"r1 = *(u{bits} *)(r0 + {off})", "r9 += r1"]
+    if kind == "store":
+        return [f"*(u{bits} *)(r0 + {off}) = r9"]
+    if kind == "stimm":
+        return [f"*(u{bits} *)(r0 + {off}) = {k}"]
+    if kind == "add":
+        return [f"r1 = {k}", f"lock *(u{bits} *)(r0 + {off}) += r1"]
+    if kind == "fetch":
+        op = draw(st.sampled_from(["add", "or", "xor", "and"]))
+        return [f"r1 = {k}", f"r1 = atomic_fetch_{op}((u{bits} *)(r0 + {off}), r1)",
+                "r9 ^= r1"]
+    if kind == "las":
+        return [f"r1 = *(u{bits} *)(r0 + {off})", f"r1 += {k}",
+                f"*(u{bits} *)(r0 + {off}) = r1"]
+    if kind == "xchg":
+        fn = "xchg_64" if sz == 8 else "xchg32_32"
+        return [f"{w}1 = {w}9", f"{w}1 = {fn}(r0 + {off}, {w}1)", "r9 += r1"]
+    fn = "cmpxchg_64" if sz == 8 else "cmpxchg32_32"
+    return ["r2 = r0", f"r0 = *(u{bits} *)(r2 + {off})", f"r0 += {draw(st.sampled_from([0, 1]))}",
+            f"r1 = {k}", f"{w}0 = {fn}(r2 + {off}, {w}0, {w}1)", "r9 += r0", "r0 = r2"]
+
+
+@st.composite
+def _map_group(draw, n: int):
+    m = draw(st.sampled_from(["h", "a", "p"]))
+    kind = draw(st.sampled_from(["lookup", "lookup", "update", "delete", "branch"]))
+    key = draw(_key())
+    if kind == "branch":
+        return [f"r1 = *(u8 *)(r7 + {draw(st.integers(0, 13))})",
+                f"if r1 > {draw(st.integers(0, 255))} goto skip{n}", "r9 += 1", f"skip{n}:"]
+    call = [f"r1 = {m} ll", "r2 = r10", "r2 += -4"]
+    if kind == "lookup":
+        ops = [ln for _ in range(draw(st.integers(1, 3))) for ln in draw(_value_op())]
+        return key + call + ["call 1", f"if r0 == 0 goto null{n}", *ops, f"null{n}:"]
+    if kind == "delete":
+        return key + call + ["call 3", "r9 += r0"]
+    flags = draw(st.sampled_from([0, 1, 2, 0, 4]))
+    return key + ["*(u64 *)(r10 - 24) = r9", f"*(u64 *)(r10 - 16) = {draw(st.integers(0, 9))}",
+                  *call, "r3 = r10", "r3 += -24", f"r4 = {flags}", "call 2", "r9 += r0"]
+
+
+@st.composite
+def map_programs(draw):
+    body = [ln for n in range(draw(st.integers(1, 10))) for ln in draw(_map_group(n))]
+    return "\n".join(["r6 = r1", "r7 = *(u32 *)(r6 + 0)", "r9 = *(u32 *)(r6 + 4)", "r9 -= r7",
+                      *body, "r0 = r9", "exit"])
+
+
+def _gmaps(prefill: int):
+    def make():
+        ms = {s.name: create_map(s) for s in GMAPS}
+        rng = random.Random(prefill)
+        for k in range(prefill):
+            v = struct.pack("<QQ", 0xFFFF_FFFF - rng.randrange(3), rng.getrandbits(64))
+            ms["a"].update(struct.pack("<I", k), v)
+            if k % 2:
+                ms["h"].update(struct.pack("<I", k), v)
+                ms["p"].update(struct.pack("<I", k), v)
+        return ms
+    return make
+
+
+MAPGEN = settings(max_examples=100, deadline=None, derandomize=True,
+                  suppress_health_check=list(HealthCheck),
+                  phases=[Phase.explicit, Phase.reuse, Phase.generate] +
+                  ([Phase.shrink] if os.environ.get("BPFKIT_SHRINK") == "1" else []))
+
+
+@MAPGEN
+@given(data=st.data())
+def test_generated_map_programs(data):
+    src = data.draw(map_programs(), label="program")
+    n = data.draw(st.integers(2, 60), label="packets")
+    rng = random.Random(data.draw(st.integers(0, 1 << 20), label="traffic seed"))
+    pkts = [rng.randbytes(rng.randint(14, 64)) for _ in range(n)]
+    prefill = data.draw(st.sampled_from([0, 8]), label="prefill")
+    wave = data.draw(st.sampled_from([1 << 14, 8, 13]), label="wave_size")
+    parts = data.draw(st.sampled_from([1, 2, 3]), label="batches")
+    prog = Program.from_asm(src, prog_type="xdp", maps=GMAPS)
+    run_both(prog, _split(pkts, parts), wave_size=wave, maps=_gmaps(prefill), what=src)

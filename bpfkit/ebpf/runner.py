@@ -23,6 +23,7 @@ the capture; the capture itself is read in bounded batches.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Mapping, Optional
 
@@ -232,6 +233,7 @@ class _Collector:
         self.snaplen = 262144
         self.ts_nanos = False
         self.vprog = None
+        self.out_batches: list[PacketBatch] = []      # the vector path's output
         self.engine_note = "interp"
         if engine == "vector":
             from .vector import VectorProgram
@@ -300,14 +302,21 @@ class _Collector:
         ts = np.asarray(batch.ts_ns, np.int64).tolist()
         self.ts.extend(ts)
         cut = (np.asarray(batch.wirelen, np.int64) - caplen).tolist()
-        out_now = [bytes(batch[i]) for i in range(n)]
+        changed = {}
         if xdp:
-            for j, i in enumerate(lanes.tolist()):
-                if res.packets[j] is not None:      # None: unchanged
-                    out_now[i] = res.packets[j]
-        self.out.extend(out_now)
-        for i in range(n):
-            self.wirelen.append(len(out_now[i]) + max(cut[i], 0))
+            changed = {i: res.packets[j] for j, i in enumerate(lanes.tolist())
+                       if res.packets[j] is not None}           # None: unchanged
+        if not changed:
+            # every packet leaves as it came: the output is the input batch (a compact
+            # copy: a reader's batches may point into a memory map it will close)
+            self.out_batches.append(_own_copy(batch))
+        else:
+            out_now = [changed[i] if i in changed else bytes(batch[i]) for i in range(n)]
+            wl = [len(out_now[i]) + max(cut[i], 0) for i in range(n)]
+            snap = max([batch.snaplen] + [len(p) for p in changed.values()])
+            self.out_batches.append(PacketBatch.from_packets(
+                out_now, ts_ns=ts, wirelen=wl, linktype=batch.linktype, snaplen=snap,
+                ts_nanos=batch.ts_nanos))
         for i in np.flatnonzero(~run).tolist():
             self._skip(batch, i, first, xdp)
         for j, f in sorted(res.faults.items()):
@@ -337,15 +346,30 @@ class _Collector:
 
     def result(self, problems) -> RunResult:
         n = len(self.retval)
-        # bpf_xdp_adjust_tail may grow a packet past the capture's snaplen
-        snaplen = max([self.snaplen] + [len(p) for p in self.out])
-        output = PacketBatch.from_packets(self.out, ts_ns=self.ts, wirelen=self.wirelen,
-                                          linktype=self.linktype, snaplen=snaplen,
-                                          ts_nanos=self.ts_nanos)
+        if self.out_batches:
+            output = self.out_batches[0] if len(self.out_batches) == 1 else \
+                PacketBatch.concat(self.out_batches)
+        else:
+            # bpf_xdp_adjust_tail may grow a packet past the capture's snaplen
+            snaplen = max([self.snaplen] + [len(p) for p in self.out])
+            output = PacketBatch.from_packets(self.out, ts_ns=self.ts, wirelen=self.wirelen,
+                                              linktype=self.linktype, snaplen=snaplen,
+                                              ts_nanos=self.ts_nanos)
         return RunResult(self.runner.program, n, np.array(self.retval, dtype=np.uint32),
                          np.array(self.insns, dtype=np.uint64), output, self.runner.maps,
                          self.faults, self.skipped, self.trace, self.meta, self.redirects,
                          list(problems), self.engine_note)
+
+
+def _own_copy(batch: PacketBatch) -> PacketBatch:
+    """The batch with a buffer of its own: one copy of the span its packets occupy
+    (in a capture file they are consecutive, so this is a memcpy, not a gather)."""
+    if not len(batch):
+        return batch
+    off = np.asarray(batch.offset, np.int64)
+    lo = int(off.min())
+    hi = int((off + np.asarray(batch.caplen, np.int64)).max())
+    return dataclasses.replace(batch, buf=np.array(batch.buf[lo:hi]), offset=off - lo)
 
 
 def _check_linktype(linktype: int, prog_type: int) -> None:

@@ -5,6 +5,8 @@ table (htab_map_hash) and the bloom filter pick jhash2 when the length is a mult
 order and bloom-filter bits, are reproduced exactly."""
 from __future__ import annotations
 
+import functools
+
 import struct
 
 JHASH_INITVAL = 0xDEADBEEF
@@ -78,6 +80,8 @@ def jhash2(key: bytes, initval: int = 0) -> int:
     return _final(a, b, c)
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def htab_hash(key: bytes, seed: int = 0) -> int:
-    """htab_map_hash() / the bloom filter's hash(): jhash2 for whole words."""
+    """htab_map_hash() / the bloom filter's hash(): jhash2 for whole words.  Cached:
+    the vector engine asks for a new key's bucket before the map inserts it."""
     return jhash2(key, seed) if len(key) % 4 == 0 else jhash(key, seed)

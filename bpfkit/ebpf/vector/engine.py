@@ -123,8 +123,10 @@ def _concat(parts: list[_Group]) -> _Group:
 class _Wave:
     """Per-wave lane state."""
 
-    def __init__(self, prog: "VectorProgram", src: np.ndarray, inp: dict):
+    def __init__(self, prog: "VectorProgram", src: np.ndarray, inp: dict, slot: int = 0):
         W = len(src)
+        self.slot = slot
+        self.abandoned: list[int] = []      # lanes left to the interpreter (_sweep)
         self.W = W
         self.src = src
         self.retval = np.zeros(W, np.uint64)
@@ -175,7 +177,7 @@ def materialize(w: "_Wave", lanes: np.ndarray) -> None:
         return
     lanes = np.unique(lanes)
     if w.page is None:
-        w.page = w.prog.frames(w.W * w.ps)
+        w.page = w.prog.frames(w.W * w.ps, w.slot)
     frames = w.page[:w.W * w.ps].reshape(w.W, w.ps)
     rows = np.empty((len(lanes), w.ps), np.uint8)
     _fill_frames(rows, w.buf, w.frame_off[lanes], w.frame_len[lanes], XDP_PACKET_HEADROOM)
@@ -257,11 +259,15 @@ class VectorProgram:
         self._frames: np.ndarray | None = None
         self.unsupported_reason = self._check()
 
-    def frames(self, nbytes: int) -> np.ndarray:
-        """A reusable buffer for the XDP frames of a wave (its contents are stale)."""
-        if self._frames is None or len(self._frames) < nbytes:
-            self._frames = np.empty(nbytes, np.uint8)
-        return self._frames[:nbytes]
+    def frames(self, nbytes: int, slot: int = 0) -> np.ndarray:
+        """A reusable buffer for the XDP frames of a wave (its contents are stale);
+        waves alive at the same time use different slots."""
+        if self._frames is None:
+            self._frames = {}
+        buf = self._frames.get(slot)
+        if buf is None or len(buf) < nbytes:
+            buf = self._frames[slot] = np.empty(nbytes, np.uint8)
+        return buf[:nbytes]
 
     def _check(self) -> str | None:
         if not self.mem_mode and self.prog_type not in (BPF_PROG_TYPE_XDP,
@@ -315,7 +321,12 @@ class VectorProgram:
             w = _Wave(self, pending, inp)
             self._execute(w, seed)
             if w.maps is None:
-                self._keep(w, np.arange(w.W), pending, out)
+                ab = np.zeros(w.W, bool)
+                ab[w.abandoned] = True
+                done = np.flatnonzero(~ab)
+                self._keep(w, done, pending[done], out)
+                if w.abandoned:
+                    self._interp_lanes(inp, pending[np.flatnonzero(ab)], seed, out)
                 continue
             self._settle(w, inp, pending, seed, out)
         return LaneOutcome(retval, insns, faults, trace, packets, meta if xdp else None,
@@ -332,6 +343,11 @@ class VectorProgram:
         wm = w.maps
         conflict, L, K, F = wm.analyze()
         W = w.W
+        if w.abandoned:
+            # lanes handed to the interpreter mid-run: re-run in order by the walk
+            conflict[w.abandoned] = True
+            self._walk(w, inp, pending, seed, out, conflict, L, K // 65)
+            return
         if not conflict.any():
             wm.commit(0, W)
             self._keep(w, np.arange(W), pending, out)
@@ -341,10 +357,10 @@ class VectorProgram:
         if wm.undoable(T.tolist()):
             undo: list = []
             wm.commit(0, W, undo=undo, skip=conflict)
-            w2 = _Wave(self, pending[R], inp)
+            w2 = _Wave(self, pending[R], inp, slot=1)
             self._execute(w2, seed)
             c2, L2, K2, F2 = w2.maps.analyze()
-            if not c2.any() and not _crosses(wm, L, K, F, conflict, w2.maps, R[L2], K2, F2):
+            if not c2.any() and not w2.abandoned and not _crosses(wm, L, K, F, conflict, w2.maps, R[L2], K2, F2):
                 w2.maps.commit(0, w2.W)
                 self._keep(w, T, pending[T], out)
                 self._keep(w2, np.arange(w2.W), pending[R], out)
@@ -496,12 +512,20 @@ class VectorProgram:
             self._sweep(w, pending, heap)
 
     def _sweep(self, w: _Wave, pending, heap) -> None:
+        # a few lanes that keep looping cost a block dispatch per iteration for almost
+        # no lanes: after many visits, hand groups of <= 4 lanes to the interpreter
+        # (abandoned lanes are run again from the start; nothing of theirs is kept)
+        visits, patience = 0, 64 * len(self.blocks) + 1024
         while heap:
             key = heapq.heappop(heap)
             parts = pending.pop(key, None)
             if not parts:
                 continue
             g = _concat(parts)
+            visits += 1
+            if visits > patience and len(g.lanes) <= 4:
+                w.abandoned.extend(g.lanes.tolist())
+                continue
             self._run_block(w, g, self.blocks[key[0]], pending, heap)
 
     def _queue(self, pending, heap, pc: int, g: _Group) -> None:

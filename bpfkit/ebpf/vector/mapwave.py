@@ -16,19 +16,19 @@ never changes the real maps during a wave.  Instead each lane works on private c
 * existence is tracked per key: a hash lookup, update or delete *reads* it; a
   successful insert, replace or delete *writes* it.
 
-After the wave, in lane (= capture) order, a lane conflicts when it read something an
+After the wave, in lane (= capture) order, a lane *conflicts* when it read something an
 earlier lane of the wave wrote: a key's existence written before it read or wrote it, a
 word written or added to before it read it, a word added to before it wrote it.  The
-lanes before the first conflicting lane saw exactly what sequential execution shows
-them, so they are committed, in capture order: logged updates/deletes through the map's
-own program-side API (whose return code must equal the prediction), written bytes, then
-the deltas summed per word.  The rest run again in the next wave against the updated
-maps.  (Committing later lanes that touch other keys would be faster, but a re-run lane
-may take another path and touch other keys, and hash-bucket order depends on the order
-of inserts across keys; the prefix rule is exact without having to undo anything.)  The
-first lane of a wave never conflicts, so each wave commits at least one lane; the engine
-sizes waves from the last prefix and runs long runs of one-lane prefixes on the
-interpreter (engine.py).
+other lanes saw exactly what sequential execution shows them.  What happens next is the
+engine's (engine.VectorProgram._settle): commit the non-conflicting lanes with an undo
+log and run the conflicting ones as a second wave, keeping both if they cannot have
+seen each other out of order (engine._crosses), or else walk the lanes in order,
+re-running conflicting lanes on the reference interpreter.  Commits apply lanes in
+capture order: logged updates/deletes through the map's own program-side API (whose
+return code must equal the prediction), written bytes, then the deltas summed per word.
+The order of inserts into one hash bucket is part of the map's state (its iteration
+order): inserts note their bucket (ORDER) so that lanes committed out of capture order
+never insert into one bucket in the wrong order.
 
 A map may fill up during a wave: once the inserts of a wave could reach max_entries,
 every insert and delete of that map also reads and writes a per-map size pseudo-key,
@@ -562,7 +562,9 @@ class WaveMaps:
         self._op_lanes = np.array(sorted(self.eops), np.int64)
         nc = self.c_lane.n
         if nc:
-            wc = np.flatnonzero((self.wwords.view != 0) | self.c_own.view)
+            # own new elements hold the update's value already unless written since
+            wc = np.flatnonzero((self.wwords.view != 0)
+                                | (self.c_own.view & (self.dwords.view != 0)))
             wc = wc[np.argsort(self.c_lane.view[wc], kind="stable")]
         else:
             wc = np.zeros(0, np.int64)
@@ -626,7 +628,7 @@ class WaveMaps:
                 if got != rc:
                     raise ExecutionError(f"vector engine: map {m.name!r} {kind} returned "
                                          f"{got}, predicted {rc} (please report)")
-                if chunk is not None:
+                if chunk is not None and (self.wwords.a[chunk] or self.dwords.a[chunk]):
                     self.c_ref[chunk] = m.lookup_ptr(kb, 0)
             for c in by_lane.get(lane, ()):
                 ref = self.c_ref[c]
