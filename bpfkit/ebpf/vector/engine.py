@@ -149,8 +149,10 @@ class _Wave:
             # headroom + packet can only be reached by bpf_xdp_adjust_tail, so programs
             # that do not call it get frames just long enough (fewer pages to touch)
             longest = int(self.frame_len.max()) if W else 0
-            ps = PAGE_SIZE if prog.grows_tail else \
-                min(PAGE_SIZE, (XDP_PACKET_HEADROOM + longest + 63) // 64 * 64)
+            fit = (XDP_PACKET_HEADROOM + longest + 63) // 64 * 64
+            # (the conformance "mem" mode has no page limit: its buffers can be longer)
+            ps = max(fit, PAGE_SIZE) if prog.grows_tail or prog.mem_mode else \
+                min(PAGE_SIZE, fit)
             self.ps = ps
             self.prog = prog
             # frames are made on a lane's first write or resize (materialize); until
@@ -258,6 +260,7 @@ class VectorProgram:
                               and i.imm == 65 for i, op in zip(self.slots, self.ops))
         self._frames: np.ndarray | None = None
         self.unsupported_reason = self._check()
+        self.fuse = _find_fusions(self.slots, self.ops, self.blocks) if self.maps else {}
 
     def frames(self, nbytes: int, slot: int = 0) -> np.ndarray:
         """A reusable buffer for the XDP frames of a wave (its contents are stale);
@@ -543,7 +546,17 @@ class VectorProgram:
     def _run_block(self, w: _Wave, g: _Group, b: cfg.Block, pending, heap) -> None:
         n_insns = len(b.pcs)
         risky = bool((w.insns[g.lanes] + n_insns > self.budget).any())
+        skip = 0
         for k, pc in enumerate(b.pcs):
+            if skip:
+                skip -= 1
+                continue
+            if not risky and pc in self.fuse and w.maps is not None:
+                g = self._fused(w, g, pc, k)
+                skip = 2
+                if not len(g.lanes):
+                    return
+                continue
             if risky:
                 # interp: `if count >= budget` before each instruction; the count stays
                 over = w.insns[g.lanes] + k >= self.budget
@@ -703,6 +716,51 @@ class VectorProgram:
             raise ExecutionError(f"vector engine: instruction kind {kind}")
         return g
 
+    def _fused(self, w: _Wave, g: _Group, pc: int, k: int) -> _Group:
+        """`rA = *(uS *)(rP + o); rA += x; *(uS *)(rP + o) = rA` with rA dead after: on
+        lanes where rP points into a writable map value this is an add of x to that
+        value, the same as a non-fetching atomic add, so it becomes a delta (mapwave:
+        commutative, no read of the word); other lanes run the three instructions."""
+        size, a, p, o, add_pc = self.fuse[pc]
+        n = len(g.lanes)
+        addr = _arr(g.regs[p] + U64(o & _M64), n)
+        region, off = decode(addr)
+        cand = np.flatnonzero(region >= REGION_MAPVAL0)
+        fast = np.zeros(n, bool)
+        chunks = None
+        if len(cand):
+            ok, byte, ch = w.maps.resolve(g.lanes[cand], region[cand] - REGION_MAPVAL0,
+                                          off[cand], size, True)
+            fast[cand[ok]] = True
+            byte, ch = byte[ok], ch[ok]
+            chunks = ch
+        parts = []
+        if fast.any():
+            f = g.take(fast)
+            mask = U64((1 << (8 * size)) - 1)
+            add = self.slots[add_pc]
+            aop = self.ops[add_pc]
+            if aop.source == isa.BPF_X:
+                x = _arr(f.regs[add.src], len(f.lanes))
+            else:
+                x = np.full(len(f.lanes), add.imm & _M64, np.uint64)
+            old = gather(w.maps.arena, byte, size)
+            scatter(w.maps.arena, byte, size, (old + x) & mask)
+            w.maps.add_delta(chunks, off[fast], size, x & mask)
+            f.regs[a] = _norm(A.mask_to(old + x, aop.width))
+            parts.append(f)
+        if not fast.all():
+            rest = g.take(~fast)
+            for j in range(3):
+                rest = self._insn(w, rest, pc + j, k + j)
+                if not len(rest.lanes):
+                    break
+            parts.append(rest)
+        parts = [q for q in parts if len(q.lanes)]
+        if not parts:
+            return g.take(np.zeros(n, bool))
+        return _concat(parts)
+
     def _fault(self, w: _Wave, g: _Group, bad: tuple, k: int, pc: int) -> _Group:
         mask, kinds, details, regions = bad
         lanes = g.lanes[mask]
@@ -750,8 +808,15 @@ class VectorProgram:
                         segs.append((pos[in_buf], name, w.buf,
                                      w.frame_off[ln[in_buf]] + (o[in_buf] - XDP_PACKET_HEADROOM),
                                      None))
-                    ok = ok & mat
-                    arena, byte = w.page, ln * w.ps + o
+                    in_page = np.flatnonzero(ok & mat)
+                    if len(in_page):
+                        segs.append((pos[in_page], name, w.page,
+                                     ln[in_page] * w.ps + o[in_page], None))
+                    for j in np.flatnonzero(~ok).tolist():
+                        bad[int(pos[j])] = ("memory", f"access of {size} byte(s) at "
+                                            f"0x{int(addr[pos[j]]):x} outside every region "
+                                            f"(nearest: {name!r})", name)
+                    continue
             elif REGION_STACK0 <= r < REGION_STACK0 + n_frames:
                 d = r - REGION_STACK0
                 ok = o + size <= STACK_SIZE
@@ -931,9 +996,25 @@ class VectorProgram:
         a = insn.imm
         for pos, tag, arena, byte, extra in segs:
             if tag == "ctx":
-                for j in pos.tolist():
-                    bad[j] = ("memory", f"write of {size} byte(s) to read-only 'ctx'"
-                              if w.xdp else "atomic access to __sk_buff", "ctx")
+                # interp._atomic: a context load (its hook), then a store (__sk_buff cb
+                # only; xdp_md is read-only); programs the verifier would refuse
+                old, cbad = self._ctx_load(w, g.lanes[pos], byte, size)
+                okm = np.ones(len(pos), bool)
+                for j, why in cbad.items():
+                    bad[int(pos[j])] = why
+                    okm[j] = False
+                s = src[pos]
+                new = self._atomic_value(a, old, s, _arr(g.regs[0], n)[pos] & mask, mask)
+                sel = np.flatnonzero(okm)
+                sbad = self._ctx_store(w, g.lanes[pos[sel]], byte[sel], size, new[sel])
+                for j, why in sbad.items():
+                    bad[int(pos[sel[j]])] = why
+                    okm[sel[j]] = False
+                done = pos[okm]
+                if a == isa.BPF_CMPXCHG:
+                    g.regs[0][done] = old[okm]
+                elif a & isa.BPF_FETCH:
+                    g.regs[insn.src][done] = old[okm]
                 continue
             if tag == "mapval":
                 arena = w.maps.arena
@@ -945,15 +1026,7 @@ class VectorProgram:
                 scatter(arena, byte, size, (old + s) & mask)
                 w.maps.add_delta(chunks, o, size, s)
                 continue
-            if a == isa.BPF_XCHG:
-                new = s
-            elif a == isa.BPF_CMPXCHG:
-                r0 = g.regs[0][pos] & mask
-                new = np.where(r0 == old, s, old)
-            else:
-                base = a & ~isa.BPF_FETCH
-                new = {isa.BPF_ADD: old + s, isa.BPF_OR: old | s, isa.BPF_AND: old & s,
-                       isa.BPF_XOR: old ^ s}[base] & mask
+            new = self._atomic_value(a, old, s, _arr(g.regs[0], n)[pos] & mask, mask)
             scatter(arena, byte, size, new)
             if tag == "mapval":
                 w.maps.note(chunks, o, size, "r")
@@ -967,6 +1040,17 @@ class VectorProgram:
         if b is not None:
             g = self._fault(w, g, b, k, pc)
         return g
+
+    @staticmethod
+    def _atomic_value(a: int, old, s, r0, mask):
+        """The value an atomic operation stores (interp._atomic)."""
+        if a == isa.BPF_XCHG:
+            return s
+        if a == isa.BPF_CMPXCHG:
+            return np.where(r0 == old, s, old)
+        base = a & ~isa.BPF_FETCH
+        return {isa.BPF_ADD: old + s, isa.BPF_OR: old | s, isa.BPF_AND: old & s,
+                isa.BPF_XOR: old ^ s}[base] & mask
 
     def _ld_pkt(self, w: _Wave, g: _Group, insn, op, k: int, pc: int) -> _Group:
         """LD_ABS / LD_IND (bpf_skb_load_helper_*): a failing load ends the program with
@@ -1318,6 +1402,50 @@ def _zero_runs(arena: np.ndarray, starts: np.ndarray, lens: np.ndarray) -> None:
     arena[np.repeat(starts, lens) + within] = 0
 
 
+def _find_fusions(slots, ops, blocks) -> dict:
+    """pc -> (size, rA, rP, off, pc of the add) for each `rA = *(uS *)(rP + o);
+    rA += x; *(uS *)(rP + o) = rA` inside one block with rA dead afterwards: the
+    load-add-store clang emits for `value->counter += x` (VectorProgram._fused)."""
+    from .cfg import _uses_defs
+    fusions = {}
+    for b in blocks.values():
+        if b.term == "call":
+            continue
+        live_out = set()
+        for t in (b.target, b.follow):
+            if t is not None and t in blocks:
+                live_out |= blocks[t].live_in
+        if b.term == "exit":
+            live_out |= {0}
+        pcs = b.pcs
+        # live registers after each instruction of the block
+        after = [set() for _ in pcs]
+        live = set(live_out)
+        for j in range(len(pcs) - 1, -1, -1):
+            after[j] = set(live)
+            u, d = _uses_defs(slots[pcs[j]], ops[pcs[j]])
+            live = (live - d) | u
+        for j in range(len(pcs) - 2):
+            i0, i1, i2 = (slots[pcs[j + q]] for q in range(3))
+            o0, o1, o2 = (ops[pcs[j + q]] for q in range(3))
+            if o0.kind != "ldx" or o2.kind != "stx" or o1.kind != "alu":
+                continue
+            size = o0.size
+            a, p, off = i0.dst, i0.src, i0.off
+            if o1.op != isa.BPF_ADD or i1.dst != a or i1.off:
+                continue
+            if o1.source == isa.BPF_X and i1.src in (a, p):
+                continue
+            if size == 8 and o1.width != 64:
+                continue
+            if o2.size != size or i2.dst != p or i2.src != a or i2.off != off or a == p:
+                continue
+            if a in after[j + 2] or pcs[j + 1] != pcs[j] + 1 or pcs[j + 2] != pcs[j] + 2:
+                continue
+            fusions[pcs[j]] = (size, a, p, off, pcs[j + 1])
+    return fusions
+
+
 def _crosses(wm, L, K, F, conflict, wm2, L2, K2, F2) -> bool:
     """Whether a second-wave lane r (rows L2 = wave-1 lane numbers, K2 in wm2's key ids)
     and a committed first-wave lane t > r touched one slot in an order-dependent way:
@@ -1338,7 +1466,9 @@ def _crosses(wm, L, K, F, conflict, wm2, L2, K2, F2) -> bool:
     Lr, Fr = L2[known], F2[known]
     # ORDER (32, bucket places) counts as a write: two inserts into one bucket in the
     # wrong order leave another bucket order
-    READ, WRITE, DELTA = 1 | 4, 2 | 8 | 32, 16
+    # and a word with narrower or unaligned adds (64) counts as read and written: their
+    # carries depend on the order of the adds
+    READ, WRITE, DELTA = 1 | 4 | 64, 2 | 8 | 32 | 64, 16
     order = np.argsort(Kt, kind="stable")
     Kt, Lt, Ft = Kt[order], Lt[order], Ft[order]
     starts = np.flatnonzero(np.r_[True, Kt[1:] != Kt[:-1]])
@@ -1431,23 +1561,49 @@ class _LaneMemory:
             raise MemoryFault(kind, detail, addr, size, region)
         pos, tag, arena, byte, extra = segs[0]
         if tag == "ctx":
-            raise MemoryFault("unsupported", "helper access to the context buffer", addr, size,
-                              "ctx")
+            return None, int(byte[0]), "ctx"
         if tag == "mapval":
             self.w.maps.note(extra[0], extra[1], max(size, 1), "w" if write else "r")
             arena = self.w.maps.arena
         return arena, int(byte[0]), tag
 
+    def _ctx_size(self) -> int:
+        from ..progtypes import SKB_CTX_SIZE
+        return 24 if self.w.xdp else SKB_CTX_SIZE
+
     def read(self, addr: int, size: int) -> bytes:
         if size == 0:
             return b""
-        arena, b, _ = self._seg(addr, size, False)
+        arena, b, tag = self._seg(addr, size, False)
+        if tag == "ctx":
+            # interp.Memory.read takes the context region's raw buffer, which holds
+            # zeros (its fields come from load hooks)
+            if b + size > self._ctx_size():
+                raise MemoryFault("memory", f"access of {size} byte(s) outside 'ctx'", addr,
+                                  size, "ctx")
+            return bytes(size)
         return arena[b:b + size].tobytes()
 
     def write(self, addr: int, data: bytes) -> None:
         if not data:
             return
         arena, b, tag = self._seg(addr, len(data), True)
+        if tag == "ctx":
+            n = len(data)
+            if b + n > self._ctx_size():
+                raise MemoryFault("memory", f"access of {n} byte(s) outside 'ctx'", addr, n,
+                                  "ctx")
+            if self.w.xdp:
+                raise MemoryFault("memory", f"write of {n} byte(s) to read-only 'ctx'", addr,
+                                  n, "ctx")
+            # SkBuff._store: aligned, inside cb[]
+            if b % n or not (_CB[0] <= b and b + n <= _CB[1]):
+                raise MemoryFault("memory", f"invalid __sk_buff store off={b} size={n} "
+                                  "(sk_filter_is_valid_access)", addr, n, "ctx")
+            cbw = _CB[1] - _CB[0]
+            i = self.lane * cbw + b - _CB[0]
+            self.w.cb[i:i + n] = np.frombuffer(bytes(data), np.uint8)
+            return
         arena[b:b + len(data)] = np.frombuffer(bytes(data), np.uint8)
         if tag == "mapval":
             self.w.maps.mark_written(np.array([b]), len(data))
@@ -1464,6 +1620,9 @@ class _LaneMemory:
         arena, b, tag = self._seg(addr, size, False)
         region, off = decode(np.array([addr & _M64], np.uint64))
         off = int(off[0])
+        if tag == "ctx":
+            n = self._ctx_size()
+            return _RegionView("ctx", bytes(n), 0, n), off
         if tag == "mapval":
             ch = int(self.w.maps.events[int(region[0]) - REGION_MAPVAL0][self.lane])
             end = int(self.w.maps.c_size.a[ch])

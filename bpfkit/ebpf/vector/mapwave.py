@@ -108,6 +108,7 @@ class WaveMaps:
         self.rwords = _Grow(np.uint64)
         self.wwords = _Grow(np.uint64)
         self.dwords = _Grow(np.uint64)
+        self.pwords = _Grow(np.uint64)     # words with a delta that is not one whole u64
         self.c_ref: list = []                 # ValueRef from S (None: own new element)
         # events: lane -> chunk (-1 none)
         self.events: list[np.ndarray] = []
@@ -181,7 +182,7 @@ class WaveMaps:
         self.c_event.extend(np.full(n, event, np.int64))
         self.c_writable.extend(np.full(n, writable, np.bool_))
         self.c_own.extend(np.full(n, own, np.bool_))
-        for g in (self.rwords, self.wwords, self.dwords):
+        for g in (self.rwords, self.wwords, self.dwords, self.pwords):
             g.extend(np.zeros(n, np.uint64))
         self.c_ref.extend(refs)
         self.events[event][lanes] = ids
@@ -243,7 +244,11 @@ class WaveMaps:
 
     def add_delta(self, chunks: np.ndarray, off: np.ndarray, size: int,
                   values: np.ndarray) -> None:
-        self.dwords.a[chunks] |= _word_bits(off, size)
+        bits = _word_bits(off, size)
+        self.dwords.a[chunks] |= bits
+        partial = (off % 8 != 0) | (size != 8)
+        if partial.any():
+            self.pwords.a[chunks[partial]] |= bits[partial]
         self.deltas.append((chunks.copy(), off.copy(), size, values.copy()))
 
     # --- helpers ---------------------------------------------------------------------------
@@ -512,6 +517,7 @@ class WaveMaps:
         if nc:
             own = self.c_own.view
             r, w, d = self.rwords.view, self.wwords.view, self.dwords.view
+            pw = self.pwords.view
             both = w & d
             r = r | both                 # own delta and write on a word: a read-modify
             d = d & ~both
@@ -523,8 +529,10 @@ class WaveMaps:
                     continue
                 lanes.append(self.c_lane.view[sel])
                 keys.append(self.c_key.view[sel] * 65 + 1 + bit)
+                # 16: deltas (whole u64 adds), 64: deltas that also include narrower
+                # or unaligned adds, whose carries depend on the order of the adds
                 f = (np.where(r[sel] & b, 4, 0) | np.where(w[sel] & b, 8, 0)
-                     | np.where(d[sel] & b, 16, 0))
+                     | np.where(d[sel] & b, 16, 0) | np.where(pw[sel] & b, 64, 0))
                 fl.append(f.astype(np.int64))
         if not lanes:
             z = np.zeros(0, np.int64)
@@ -551,7 +559,7 @@ class WaveMaps:
             return (c - mask - base) > 0
 
         ew, er = (F & EWRITE) != 0, (F & (EREAD | EWRITE)) != 0
-        cr, cw, cd = (F & 4) != 0, (F & 8) != 0, (F & 16) != 0
+        cr, cw, cd = (F & 4) != 0, (F & 8) != 0, (F & (16 | 64)) != 0
         bad = (er & prior(ew)) | (cr & prior(cw | cd)) | (cw & prior(cd))
         conflict = np.zeros(W, bool)
         conflict[L[bad]] = True
@@ -576,7 +584,13 @@ class WaveMaps:
             val = np.concatenate([d[3] for d in self.deltas])
             # own new elements are committed as whole bytes; so is a word the same
             # chunk also wrote
-            keep = ~self.c_own.view[ch] & ((self.wwords.view[ch] & _word_bits(off, 1)) == 0)
+            own = self.c_own.view[ch]
+            keep = ~own & ((self.wwords.view[ch] & _word_bits(off, 1)) == 0)
+            # ... and then its bytes, which include the add, are what gets committed
+            for c, o_, n_ in zip(ch[~keep & ~own].tolist(), off[~keep & ~own].tolist(),
+                                 size[~keep & ~own].tolist()):
+                st = int(self.c_start.a[c]) + o_
+                self.wmask[st:st + n_] = 1
             ch, off, size, val = ch[keep], off[keep], size[keep], val[keep]
             lane = self.c_lane.view[ch]
             o = np.argsort(lane, kind="stable")
@@ -675,18 +689,34 @@ class WaveMaps:
         undo.clear()
 
     def _commit_deltas(self, ch, off, size, val, undo: list | None = None) -> None:
-        """Add the deltas (chunk, offset, size, value), summed per word."""
+        """Add the deltas (chunk, offset, size, value; in lane order) to the values: per
+        word, one sum when all its adds have the same offset and size, else one by one
+        in lane order (adds of different widths carry differently)."""
         key = self.c_key.view[ch]
-        order = np.lexsort((size, off, key))
-        key, off, size, val, ch = key[order], off[order], size[order], val[order], ch[order]
+        word = off // 8
+        rank = np.arange(len(ch))
+        order = np.lexsort((rank, word, key))
+        key, word, off, size, val, ch = (x[order] for x in (key, word, off, size, val, ch))
         new = np.ones(len(key), bool)
-        new[1:] = (key[1:] != key[:-1]) | (off[1:] != off[:-1]) | (size[1:] != size[:-1])
+        new[1:] = (key[1:] != key[:-1]) | (word[1:] != word[:-1])
         starts = np.flatnonzero(new)
+        ends = np.r_[starts[1:], len(key)]
+        shape = np.ones(len(key), bool)
+        shape[1:] = (off[1:] != off[:-1]) | (size[1:] != size[:-1])
+        mixed = np.add.reduceat(shape.astype(np.int64), starts) > 1
         sums = np.add.reduceat(val, starts)
-        for s, total in zip(starts.tolist(), sums.tolist()):
-            ref = self.c_ref[int(ch[s])]
-            o, n = ref.offset + int(off[s]), int(size[s])
+
+        def add(c, o_, n_, v):
+            ref = self.c_ref[c]
+            o, n = ref.offset + o_, n_
             if undo is not None:
                 undo.append(("bytes", ref.buf, o, bytes(ref.buf[o:o + n])))
             cur = int.from_bytes(ref.buf[o:o + n], "little")
-            ref.buf[o:o + n] = ((cur + total) & ((1 << (8 * n)) - 1)).to_bytes(n, "little")
+            ref.buf[o:o + n] = ((cur + v) & ((1 << (8 * n)) - 1)).to_bytes(n, "little")
+
+        for g, (s, e) in enumerate(zip(starts.tolist(), ends.tolist())):
+            if not mixed[g]:
+                add(int(ch[s]), int(off[s]), int(size[s]), int(sums[g]))
+                continue
+            for i in range(s, e):
+                add(int(ch[i]), int(off[i]), int(size[i]), int(val[i]))
