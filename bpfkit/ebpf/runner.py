@@ -307,9 +307,9 @@ class _Collector:
             changed = {i: res.packets[j] for j, i in enumerate(lanes.tolist())
                        if res.packets[j] is not None}           # None: unchanged
         if not changed:
-            # every packet leaves as it came: the output is the input batch (a compact
-            # copy: a reader's batches may point into a memory map it will close)
-            self.out_batches.append(_own_copy(batch))
+            # every packet leaves as it came: the output is the input batch (a reader's
+            # memory map stays open while batches use it: reader.close)
+            self.out_batches.append(batch)
         else:
             out_now = [changed[i] if i in changed else bytes(batch[i]) for i in range(n)]
             wl = [len(out_now[i]) + max(cut[i], 0) for i in range(n)]
@@ -347,8 +347,20 @@ class _Collector:
     def result(self, problems) -> RunResult:
         n = len(self.retval)
         if self.out_batches:
-            output = self.out_batches[0] if len(self.out_batches) == 1 else \
-                PacketBatch.concat(self.out_batches)
+            ob = self.out_batches
+            if len(ob) == 1:
+                output = ob[0]
+            elif all(b.buf is ob[0].buf for b in ob):
+                # batches of one memory-mapped file: one batch over it, nothing copied
+                output = dataclasses.replace(
+                    ob[0], offset=np.concatenate([b.offset for b in ob]),
+                    caplen=np.concatenate([b.caplen for b in ob]),
+                    wirelen=np.concatenate([b.wirelen for b in ob]),
+                    ts_ns=np.concatenate([b.ts_ns for b in ob]),
+                    snaplen=max(b.snaplen for b in ob),
+                    ts_nanos=any(b.ts_nanos for b in ob))
+            else:
+                output = PacketBatch.concat(ob)
         else:
             # bpf_xdp_adjust_tail may grow a packet past the capture's snaplen
             snaplen = max([self.snaplen] + [len(p) for p in self.out])
@@ -359,17 +371,6 @@ class _Collector:
                          np.array(self.insns, dtype=np.uint64), output, self.runner.maps,
                          self.faults, self.skipped, self.trace, self.meta, self.redirects,
                          list(problems), self.engine_note)
-
-
-def _own_copy(batch: PacketBatch) -> PacketBatch:
-    """The batch with a buffer of its own: one copy of the span its packets occupy
-    (in a capture file they are consecutive, so this is a memcpy, not a gather)."""
-    if not len(batch):
-        return batch
-    off = np.asarray(batch.offset, np.int64)
-    lo = int(off.min())
-    hi = int((off + np.asarray(batch.caplen, np.int64)).max())
-    return dataclasses.replace(batch, buf=np.array(batch.buf[lo:hi]), offset=off - lo)
 
 
 def _check_linktype(linktype: int, prog_type: int) -> None:

@@ -286,26 +286,33 @@ class WaveMaps:
             out[have] = self.pointer(prior[have])
         need = np.flatnonzero(prior == -2)
         if len(need):
-            refs_by_key: dict[int, object] = {}
-            for kid in np.unique(kids[need]):
-                _, kb = self.key_list[int(kid)]
-                refs_by_key[int(kid)] = m.lookup_ptr(kb, 0)
-            found = np.array([refs_by_key[int(k)] is not None for k in kids[need]], bool)
+            # one map lookup per distinct key; values copied per lane from a matrix
+            uk, inv = np.unique(kids[need], return_inverse=True)
+            inv = inv.ravel()
+            refs = [m.lookup_ptr(self.key_list[int(k)][1], 0) for k in uk.tolist()]
+            found_u = np.array([r is not None for r in refs], bool)
+            found = found_u[inv]
             sel = need[found]
             if len(sel):
                 ev = self.new_event()
-                uk = np.unique(kids[sel])
-                vals = {int(k): np.frombuffer(refs_by_key[int(k)].read(), np.uint8)
-                        for k in uk}
-                vmat = np.stack([vals[int(k)] for k in kids[sel]]) if m.value_size else \
-                    np.zeros((len(sel), 0), np.uint8)
+                vs = m.value_size
+                umat = np.zeros((len(uk), vs), np.uint8)
+                for i in np.flatnonzero(found_u).tolist():
+                    if vs:
+                        umat[i] = np.frombuffer(refs[i].read(), np.uint8)
+                rows = inv[found]
                 writable = not m.flags & (1 << 7)           # BPF_F_RDONLY_PROG
-                chunks = self.new_chunks(ev, lanes[sel], kids[sel], vmat, m.value_size,
-                                         writable, [refs_by_key[int(k)] for k in kids[sel]],
-                                         False)
-                for lane, kid, c in zip(lanes[sel].tolist(), kids[sel].tolist(),
-                                        chunks.tolist()):
-                    self.set_held(mi, lane, kid, c)
+                chunks = self.new_chunks(ev, lanes[sel], kids[sel], umat[rows], vs,
+                                         writable, [refs[i] for i in rows.tolist()], False)
+                hk = self.held_key[mi]
+                free = hk[lanes[sel]] == -1
+                if free.all() and len(np.unique(lanes[sel])) == len(sel):
+                    hk[lanes[sel]] = kids[sel]
+                    self.held_chunk[mi][lanes[sel]] = chunks
+                else:
+                    for lane, kid, c in zip(lanes[sel].tolist(), kids[sel].tolist(),
+                                            chunks.tolist()):
+                        self.set_held(mi, lane, kid, c)
                 out[sel] = self.pointer(chunks)
         return out
 
