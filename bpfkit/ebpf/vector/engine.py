@@ -301,12 +301,16 @@ class VectorProgram:
         return None
 
     # --- running ------------------------------------------------------------------------
-    def run(self, inp: dict, *, seed: int = 0, wave_size: int = 1 << 14) -> LaneOutcome:
+    def run(self, inp: dict, *, seed: int = 0, wave_size: int | None = None) -> LaneOutcome:
         """Run over the lanes described by `inp` (numpy columns: buf uint8, offset,
         caplen, ts_ns, index (packet numbers, for prandom and trace tags)), in lane order
         for map semantics."""
         if self.unsupported_reason:
             raise ExecutionError(f"vector engine: unsupported {self.unsupported_reason}")
+        if wave_size is None:
+            # waves of 64k lanes amortise the per-block dispatch; with maps, smaller
+            # waves have fewer packets of one new flow in them (fewer conflicts)
+            wave_size = 1 << 14 if self.maps else 1 << 16
         n = len(inp["offset"])
         retval = np.zeros(n, np.uint64)
         insns = np.zeros(n, np.int64)
@@ -867,6 +871,8 @@ class VectorProgram:
         for pos, tag, arena, byte, extra in segs:
             if tag == "ctx":
                 v, cbad = self._ctx_load(w, g.lanes[pos], byte, size)
+                if _is_scalar(v) and len(segs) == 1 and len(pos) == n and not cbad:
+                    return _norm(v), None           # the same on every lane
                 out[pos] = v
                 for j, why in cbad.items():
                     bad[int(pos[j])] = why
@@ -900,13 +906,16 @@ class VectorProgram:
     def _ctx_load(self, w: _Wave, lanes: np.ndarray, off: np.ndarray, size: int):
         out = np.zeros(len(lanes), np.uint64)
         bad: dict[int, tuple] = {}
-        for o in np.unique(off).tolist():
-            pos = np.flatnonzero(off == o)
+        offs = [int(off[0])] if len(off) and off.min() == off.max() else np.unique(off).tolist()
+        for o in offs:
+            pos = np.flatnonzero(off == o) if len(offs) > 1 else np.arange(len(off))
             ln = lanes[pos]
             v, why = (self._xdp_ctx(w, ln, o, size) if w.xdp else self._skb_ctx(w, ln, o, size))
             if why is not None:
                 for j in pos.tolist():
                     bad[j] = why
+            elif len(pos) == len(lanes) and _is_scalar(v):
+                return v, bad
             else:
                 out[pos] = v
         return out, bad
@@ -918,12 +927,12 @@ class VectorProgram:
             return None, ("memory", f"invalid xdp_md access off={o} size={size} "
                           "(xdp_is_valid_access)", "ctx")
         pb = U64(region_base(REGION_PACKET))
-        if o == 0:
-            return pb + w.data[ln].astype(np.uint64), None
-        if o == 4:
-            return pb + w.data_end[ln].astype(np.uint64), None
-        if o == 8:
-            return pb + w.data_meta[ln].astype(np.uint64), None
+        if o in (0, 4, 8):
+            v = (w.data, w.data_end, w.data_meta)[o // 4][ln]
+            if o != 4 and w.n_mat == 0:
+                # nothing resized yet: data and data_meta are the headroom on every lane
+                return pb + U64(XDP_PACKET_HEADROOM), None
+            return pb + v.astype(np.uint64), None
         return np.full(len(ln), w.ifindex if o == 12 else w.rxq, np.uint64), None
 
     def _skb_ctx(self, w: _Wave, ln, o: int, size: int):
@@ -999,6 +1008,7 @@ class VectorProgram:
                 # interp._atomic: a context load (its hook), then a store (__sk_buff cb
                 # only; xdp_md is read-only); programs the verifier would refuse
                 old, cbad = self._ctx_load(w, g.lanes[pos], byte, size)
+                old = _arr(old, len(pos))
                 okm = np.ones(len(pos), bool)
                 for j, why in cbad.items():
                     bad[int(pos[j])] = why
