@@ -39,6 +39,8 @@ other types make the engine hand the program to the reference interpreter (see
 engine.unsupported_reason)."""
 from __future__ import annotations
 
+import struct
+
 import numpy as np
 
 from ...errors import ExecutionError
@@ -55,6 +57,8 @@ EREAD, EWRITE = 1, 2
 ORDER = 32        # an insert's place in its hash bucket (order across keys, see bucket_key)
 _M64 = (1 << 64) - 1
 _SIZE_KEY = None          # the pseudo-key "number of elements" of a map
+_UINT = {n: struct.Struct("<" + c) for n, c in ((1, "B"), (2, "H"), (4, "I"), (8, "Q"))}
+_MASK = {n: (1 << (8 * n)) - 1 for n in _UINT}
 
 
 def _word_bits(off: np.ndarray, size: int) -> np.ndarray:
@@ -713,13 +717,15 @@ class WaveMaps:
         mixed = np.add.reduceat(shape.astype(np.int64), starts) > 1
         sums = np.add.reduceat(val, starts)
 
+        c_ref = self.c_ref
+
         def add(c, o_, n_, v):
-            ref = self.c_ref[c]
-            o, n = ref.offset + o_, n_
+            ref = c_ref[c]
+            o = ref.offset + o_
             if undo is not None:
-                undo.append(("bytes", ref.buf, o, bytes(ref.buf[o:o + n])))
-            cur = int.from_bytes(ref.buf[o:o + n], "little")
-            ref.buf[o:o + n] = ((cur + v) & ((1 << (8 * n)) - 1)).to_bytes(n, "little")
+                undo.append(("bytes", ref.buf, o, bytes(ref.buf[o:o + n_])))
+            st = _UINT[n_]
+            st.pack_into(ref.buf, o, (st.unpack_from(ref.buf, o)[0] + v) & _MASK[n_])
 
         for g, (s, e) in enumerate(zip(starts.tolist(), ends.tolist())):
             if not mixed[g]:
