@@ -359,3 +359,19 @@ def test_lru_policy_choice():
     for i in range(65):
         m.update(i, u32(i))
     assert sorted(int.from_bytes(k, "little") for k in m.keys()) == list(range(32, 65))
+
+
+@pytest.mark.parametrize("key_size", [4, 8, 12, 13, 16, 20, 36, 64])
+def test_htab_hash_many_equals_htab_hash(key_size):
+    # the vector engine hashes many keys at once; each must equal the scalar jhash
+    # (jhash2 for whole words, jhash otherwise) that fixes the kernel's bucket order
+    import numpy as np
+    from bpfkit.ebpf.maps.jhash import _CACHE, htab_hash_many, jhash, jhash2
+    rng = np.random.default_rng(key_size)
+    keys = rng.integers(0, 256, size=(300, key_size), dtype=np.uint8)
+    keys[0] = 0
+    keys[1] = 255
+    _CACHE.clear()
+    for seed in (0, 0x12345678):
+        want = [(jhash2 if key_size % 4 == 0 else jhash)(bytes(r), seed) for r in keys]
+        assert htab_hash_many(keys, seed) == want

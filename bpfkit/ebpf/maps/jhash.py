@@ -5,9 +5,9 @@ table (htab_map_hash) and the bloom filter pick jhash2 when the length is a mult
 order and bloom-filter bits, are reproduced exactly."""
 from __future__ import annotations
 
-import functools
-
 import struct
+
+import numpy as np
 
 JHASH_INITVAL = 0xDEADBEEF
 M = 0xFFFFFFFF
@@ -80,8 +80,80 @@ def jhash2(key: bytes, initval: int = 0) -> int:
     return _final(a, b, c)
 
 
-@functools.lru_cache(maxsize=1 << 16)
+_CACHE: dict[tuple[bytes, int], int] = {}
+_CACHE_MAX = 1 << 20
+
+
 def htab_hash(key: bytes, seed: int = 0) -> int:
-    """htab_map_hash() / the bloom filter's hash(): jhash2 for whole words.  Cached:
-    the vector engine asks for a new key's bucket before the map inserts it."""
-    return jhash2(key, seed) if len(key) % 4 == 0 else jhash(key, seed)
+    """htab_map_hash() / the bloom filter's hash(): jhash2 for whole words.  Cached
+    (bounded): the vector engine hashes many new keys at once (htab_hash_many) before
+    the map inserts them one by one."""
+    k = (key, seed)
+    h = _CACHE.get(k)
+    if h is None:
+        h = jhash2(key, seed) if len(key) % 4 == 0 else jhash(key, seed)
+        if len(_CACHE) >= _CACHE_MAX:
+            _CACHE.clear()
+        _CACHE[k] = h
+    return h
+
+
+def _rol(x, k: int):
+    return (x << np.uint32(k)) | (x >> np.uint32(32 - k))
+
+
+def _mix_np(a, b, c):
+    a = a - c; a ^= _rol(c, 4); c = c + b
+    b = b - a; b ^= _rol(a, 6); a = a + c
+    c = c - b; c ^= _rol(b, 8); b = b + a
+    a = a - c; a ^= _rol(c, 16); c = c + b
+    b = b - a; b ^= _rol(a, 19); a = a + c
+    c = c - b; c ^= _rol(b, 4); b = b + a
+    return a, b, c
+
+
+def _final_np(a, b, c):
+    c ^= b; c = c - _rol(b, 14)
+    a ^= c; a = a - _rol(c, 11)
+    b ^= a; b = b - _rol(a, 25)
+    c ^= b; c = c - _rol(b, 16)
+    a ^= c; a = a - _rol(c, 4)
+    b ^= a; b = b - _rol(a, 14)
+    c ^= b; c = c - _rol(b, 24)
+    return c
+
+
+def htab_hash_many(keys: "np.ndarray", seed: int = 0) -> list[int]:
+    """htab_hash of every row of `keys` (uint8 [n, key_size]), vectorised when the key
+    size is a multiple of 4 (jhash2, the same steps as above on uint32 arrays); the
+    results also go into htab_hash's cache."""
+    n, ks = keys.shape
+    if ks % 4 or ks == 0:
+        return [htab_hash(bytes(r), seed) for r in keys]
+    w = np.ascontiguousarray(keys).view("<u4").astype(np.uint32)
+    nw = ks // 4
+    with np.errstate(over="ignore"):
+        init = np.uint32((JHASH_INITVAL + (nw << 2) + seed) & M)
+        a = np.full(n, init, np.uint32)
+        b, c = a.copy(), a.copy()
+        i, left = 0, nw
+        while left > 3:
+            a = a + w[:, i]; b = b + w[:, i + 1]; c = c + w[:, i + 2]
+            a, b, c = _mix_np(a, b, c)
+            left -= 3
+            i += 3
+        if left == 0:
+            out = c
+        else:
+            if left >= 3:
+                c = c + w[:, i + 2]
+            if left >= 2:
+                b = b + w[:, i + 1]
+            a = a + w[:, i]
+            out = _final_np(a, b, c)
+    hashes = out.astype(np.int64).tolist()
+    if len(_CACHE) + n >= _CACHE_MAX:
+        _CACHE.clear()
+    for r, h in zip(keys, hashes):
+        _CACHE[(r.tobytes(), seed)] = h
+    return hashes

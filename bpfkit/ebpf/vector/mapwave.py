@@ -46,7 +46,7 @@ import numpy as np
 from ...errors import ExecutionError
 from ..maps.consts import (BPF_EXIST, BPF_F_LOCK, BPF_NOEXIST, E2BIG, EEXIST, EINVAL,
                            ENOENT, MapType)
-from ..maps.jhash import htab_hash
+from ..maps.jhash import htab_hash, htab_hash_many
 from .memory import REGION_MAPVAL0, U64, region_base
 
 SUPPORTED_MAP_TYPES = frozenset({MapType.ARRAY, MapType.PERCPU_ARRAY, MapType.HASH,
@@ -346,12 +346,12 @@ class WaveMaps:
         """bpf_map_update_elem for each lane (in lane order): predicted return codes."""
         m = self.maps[mi]
         kids, _ = self._keys(mi, keys)
-        fast = self._update_fast(lanes, mi, kids, values, flags)
+        fast = self._update_fast(lanes, mi, kids, values, flags, keys)
         if fast is not None:
             return fast
         return self._update_lanes(lanes, mi, kids, values, flags)
 
-    def _update_fast(self, lanes, mi, kids, values, flags) -> np.ndarray | None:
+    def _update_fast(self, lanes, mi, kids, values, flags, keys) -> np.ndarray | None:
         """The common case, all lanes at once: a hash map far from full, lanes that
         hold no element of the map yet, plain flags.  None: take the per-lane path."""
         m = self.maps[mi]
@@ -379,8 +379,10 @@ class WaveMaps:
         ins = np.flatnonzero(ok)
         if len(ins):
             self.record(lanes[ins], kids[ins], EWRITE)
-            self.record(lanes[ins], np.array([self.bucket_key(mi, self.key_list[int(k)][1])
-                                              for k in kids[ins].tolist()], np.int64), ORDER)
+            hashes = htab_hash_many(keys[ins])
+            nb = m.n_buckets - 1
+            self.record(lanes[ins], np.array([self.key_id(mi, ("bucket", h & nb))
+                                              for h in hashes], np.int64), ORDER)
             self.inserts[mi] += int((~exists[ins]).sum())
             self.inserters[mi].extend(lanes[ins][~exists[ins]].tolist())
             for l_ in lanes[ins][~exists[ins]].tolist():
