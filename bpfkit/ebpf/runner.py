@@ -35,7 +35,7 @@ from ..pcap import linktypes
 from .maps import BpfMap, create_map
 from .prandom import PacketRandom
 from .program import Program
-from .progtypes import (BPF_PROG_TYPE_SOCKET_FILTER, BPF_PROG_TYPE_XDP, PROG_TYPE_NAMES,
+from .progtypes import (BPF_PROG_TYPE_XDP, PROG_TYPE_NAMES,
                         XDP_VERDICTS, load, run_socket_filter, run_xdp, verdict_name)
 
 __all__ = ["Runner", "RunResult", "PacketFault", "SkippedPacket", "TraceLine", "PacketOutcome",

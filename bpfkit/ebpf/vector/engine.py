@@ -30,7 +30,7 @@ import numpy as np
 
 from ...errors import ExecutionError
 from .. import isa
-from ..interp import (_FUNC_BASE, _MAP_HANDLE_BASE, _MAP_HANDLE_STRIDE, SKF_LL_OFF,
+from ..interp import (_MAP_HANDLE_BASE, _MAP_HANDLE_STRIDE, SKF_LL_OFF,
                       SKF_NET_OFF, Fault, HelperExit, Interpreter, MemoryFault)
 from ..maps.consts import MapType
 from ..prandom import draw_array
@@ -186,17 +186,6 @@ def materialize(w: "_Wave", lanes: np.ndarray) -> None:
     frames[lanes] = rows
     w.mat[lanes] = True
     w.n_mat += len(lanes)
-
-
-def _copy_runs(src: np.ndarray, src_off: np.ndarray, lens: np.ndarray, dst: np.ndarray,
-               dst_off: np.ndarray) -> None:
-    """dst[dst_off[i]:+lens[i]] = src[src_off[i]:+lens[i]] for every i, vectorised."""
-    total = int(lens.sum())
-    if not total:
-        return
-    firsts = np.cumsum(lens) - lens
-    within = np.arange(total, dtype=np.int64) - np.repeat(firsts, lens)
-    dst[np.repeat(dst_off, lens) + within] = src[np.repeat(src_off, lens) + within]
 
 
 class _SkbValues:
@@ -619,7 +608,6 @@ class VectorProgram:
                 w.retval[lanes] = 0
                 return
             saved = list(g.regs)
-            n = len(g.lanes)
             regs = [None] * 12
             regs[_LOOPS] = U64(self.max_loops)
             for r in range(1, 6):
@@ -978,7 +966,6 @@ class VectorProgram:
 
     # --- lddw, atomics, packet loads ---------------------------------------------------------
     def _lddw(self, w: _Wave, g: _Group, insn, pc: int, k: int) -> _Group:
-        n = len(g.lanes)
         if insn.src == 0:
             g.regs[insn.dst] = U64(insn.imm)
             return g

@@ -344,7 +344,6 @@ class WaveMaps:
     def update(self, lanes: np.ndarray, mi: int, keys: np.ndarray, values: np.ndarray,
                flags: np.ndarray) -> np.ndarray:
         """bpf_map_update_elem for each lane (in lane order): predicted return codes."""
-        m = self.maps[mi]
         kids, _ = self._keys(mi, keys)
         fast = self._update_fast(lanes, mi, kids, values, flags, keys)
         if fast is not None:
