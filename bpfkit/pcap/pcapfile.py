@@ -247,6 +247,17 @@ class RecordChain:
                         f"bytes, only got {got}")
         return f"truncated dump file; tried to read {cap} captured bytes, only got {got}"
 
+    def records(self, offsets: np.ndarray, width: int):
+        """columns() of the records at `offsets` (ascending), and each packet's first
+        `width` bytes as a uint8[n, width] view (PacketBatch.head).  Each record header
+        is read together with the start of its packet, in one pass in file order."""
+        hs = self.hdr.hdrsize
+        rec = gather_rows(self.buf, offsets, hs + width)
+        n = len(offsets)
+        rows = np.ndarray((n, 4), dtype=self._u4, buffer=rec, offset=0,
+                          strides=(hs + width, 4)).astype(np.uint32)
+        return self.columns(offsets, rows) + (rec[:, hs:],)
+
     def columns(self, offsets: np.ndarray, rows: np.ndarray):
         """(data offset, caplen, wirelen, ts_ns) of the records at `offsets` whose
         header rows are `rows`."""
@@ -266,6 +277,30 @@ class RecordChain:
             frac = rows[:, 1].view(np.int32).astype(np.int64)
         ts = sec * 1_000_000_000 + (frac if self.hdr.nanos else frac * 1000)
         return offsets + self.hdr.hdrsize, cap.astype(np.uint32), wire.astype(np.uint32), ts
+
+
+def gather_rows(buf: np.ndarray, offsets: np.ndarray, width: int) -> np.ndarray:
+    """uint8[n, width], C-contiguous: the `width` bytes of buf from each of `offsets`
+    (ascending; zeros past the end of buf).  One gather of opaque `width`-byte items."""
+    n = len(offsets)
+    last = len(buf) - width          # the last offset with `width` bytes after it
+    if n == 0:
+        return np.zeros((0, width), np.uint8)
+    if last < 0:
+        out = np.zeros((n, width), np.uint8)
+        k = 0
+    else:
+        v = np.ndarray((last + 1,), f"V{width}", buffer=buf, offset=0, strides=(1,))
+        over = int(offsets[-1]) > last
+        out = v[np.minimum(offsets, last) if over else offsets].view(np.uint8).reshape(n, width)
+        if not over:
+            return out
+        k = int(np.searchsorted(offsets, last, side="right"))
+    for i in range(k, n):               # the records within `width` bytes of the end
+        o = int(offsets[i])
+        out[i] = 0
+        out[i, :len(buf) - o] = buf[o:]
+    return out
 
 
 def file_header(linktype: int, snaplen: int, nanos: bool, big: bool = False) -> bytes:
