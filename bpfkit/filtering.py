@@ -41,14 +41,14 @@ def expression_program(expr: str, *, optimize: bool = True, swapped: bool = Fals
     """A ProgramFor compiling `expr` as `tcpdump -r FILE EXPR` does: libpcap's savefile
     semantics, the file's link type and snapshot length (which `ret` returns), once per
     distinct (link type, snaplen).  `swapped`: the capture is in the other byte order
-    (matters for DLT_NULL's address family; see bpfkit.pcap.byteorder)."""
-    from .cbpf.compiler import compile_filter
-
+    (matters for DLT_NULL's address family; see bpfkit.pcap.byteorder).  The compiler is
+    imported at the first call (filter_capture makes it once its workers have started)."""
     cache: dict[tuple[int, int], Program] = {}
 
     def make(linktype: int, snaplen: int) -> Program:
         key = (linktype, snaplen)
         if key not in cache:
+            from .cbpf.compiler import compile_filter
             cache[key] = compile_filter(expr, linktype, snaplen, optimize,
                                         savefile=True, swapped=swapped)
         return cache[key]
@@ -287,7 +287,7 @@ class _Background:
 PARALLEL_MIN_BYTES = 96 << 20      # smaller captures: one process
 PART_MIN_BYTES = 48 << 20          # no part smaller than this
 MAX_WORKERS = 4
-FIRST_PART_SHARE = 0.9             # the first part's size, relative to the others'
+FIRST_PART_SHARE = 1.0             # the first part's size, relative to the others'
 
 
 def default_workers() -> int:
@@ -374,6 +374,9 @@ class _Worker:
         self.done = None            # its "done" message
         self.told = False           # sent an offset or abort
 
+    def program(self, prog: Program) -> None:
+        _send(self.ctrl, prog)
+
     def tell(self, offset: int) -> None:
         if self.told:
             return
@@ -414,21 +417,21 @@ class _Worker:
         self.pid = None
 
 
-def _work(run, prog, capture, output, span, res: int, ctrl: int, hdr) -> None:
-    """The forked process: filter the records of `span`, report, and write what it kept
-    at the offset the parent sends (-1: drop it).  Never returns."""
+def _work(run, capture, output, span, res: int, ctrl: int, hdr) -> None:
+    """The forked process: filter the records of `span` with the program the parent
+    sends first (it compiles it meanwhile), report, and write what it kept at the offset
+    the parent sends next.  Never returns."""
     status = 1
     try:
         _die_with_parent()
         warnings.simplefilter("ignore")
         at = None
+        prog = None
 
         def poll(block: bool):
             nonlocal at
             if at is None and (block or select.select([ctrl], [], [], 0)[0]):
                 at = _recv(ctrl)
-                if at < 0:
-                    os._exit(0)
             return at
 
         pending: list[PacketBatch] = []
@@ -450,8 +453,10 @@ def _work(run, prog, capture, output, span, res: int, ctrl: int, hdr) -> None:
         reader = CaptureReader(capture, strict=False, _span=span, _head=HEAD_BYTES)
         with reader:
             for batch in reader:
+                if prog is None:
+                    prog = _recv(ctrl)
                 read += len(batch)
-                sel = _kept(batch, run(_program(prog, batch), batch))
+                sel = _kept(batch, run(prog, batch))
                 if len(sel):
                     kept += len(sel)
                     nbytes += _record_bytes(sel)
@@ -459,6 +464,8 @@ def _work(run, prog, capture, output, span, res: int, ctrl: int, hdr) -> None:
                         pending.append(sel)
                 if output is not None and poll(False) is not None and pending:
                     flush()
+            if prog is None:
+                _recv(ctrl)                 # (no records: the program is not needed)
             _send(res, ("done", read, kept, nbytes, reader.stopped_at, reader._raw_problems))
             if output is not None and kept:
                 poll(True)
@@ -505,14 +512,14 @@ def _parallel(prog, run, capture, output, nparts: int, strict: bool,
                 cuts.append(c)
         if not cuts:
             return None
-        program = _program(prog, PacketBatch.empty(reader.linktype, reader.snaplen,
-                                                   reader.ts_nanos))
-        return _run_parts(program, run, capture, output, reader, cuts, strict, progress)
+        return _run_parts(prog, run, capture, output, reader, cuts, strict, progress)
     finally:
         reader.close()
 
 
 def _run_parts(prog, run, capture, output, reader, cuts, strict, progress) -> FilterSummary:
+    """Fork a worker per part after the first, then compile (the workers index their
+    parts meanwhile) and hand them the program; then _lead."""
     hdr = (reader.linktype, reader.snaplen, reader.ts_nanos)
     spans = list(zip(cuts, cuts[1:] + [None]))
     workers: list[_Worker] = []
@@ -533,10 +540,14 @@ def _run_parts(prog, run, capture, output, reader, cuts, strict, progress) -> Fi
                     w.pid = None        # not ours to wait for
                     for fd in (w.res, w.ctrl):
                         os.close(fd)
-                _work(run, prog, capture, output, span, res_w, ctrl_r, hdr)
+                _work(run, capture, output, span, res_w, ctrl_r, hdr)
             os.close(res_w)
             os.close(ctrl_r)
             workers.append(_Worker(pid, res_r, ctrl_w, span))
+        prog = _program(prog, PacketBatch.empty(reader.linktype, reader.snaplen,
+                                                reader.ts_nanos))
+        for w in workers:
+            w.program(prog)
         return _lead(prog, run, capture, output, reader, cuts, workers, strict, progress)
     finally:
         for w in workers:

@@ -45,7 +45,7 @@ def register(sub) -> None:
     p.add_argument("--engine", choices=("vector", "interp"), default="vector",
                    help="vector (default): all packets of a batch at once; interp: the "
                         "reference interpreter, one packet at a time (slow; to cross-check)")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, quick_exit=True)     # see bpfkit.cli.main.main
 
 
 def run(args) -> int:

@@ -179,21 +179,23 @@ class RecordChain:
         # one cheap test over the whole grid, the rest on the few positions that pass:
         # caplen <= snapshot < 2^24 needs the most significant byte of caplen to be 0
         field = 12 if self.hdr.lengths == SWAPPED else 8
+        # seconds within a year (< 2^25 s) of the first record's have a most significant
+        # byte within 2 of its: this drops zero runs and most payload bytes
+        top = np.uint8(((self._sec0 >> 24) - 2) & 0xFF)
+        smsb = grid(self.buf[first + (0 if self.hdr.big else 3):], (lanes, width), (stride, 1))
         if self.hdr.snapshot < (1 << 24):
             msb = field if self.hdr.big else field + 3
-            g = grid(self.buf[first + msb:], (lanes, width), (stride, 1))
-            flat = np.flatnonzero(g == 0)
+            g = grid(self.buf[first + msb:], (lanes, width), (stride, 1)) == 0
+            # (the other length is most likely < 2^24 too: a guess, like all of this)
+            other = (28 - field) if self.hdr.big else (31 - field)
+            g &= grid(self.buf[first + other:], (lanes, width), (stride, 1)) == 0
         else:
             f = grid(self.u32[first + field:], (lanes, width), (stride, 1))
-            flat = np.flatnonzero((f - np.uint32(1)) < np.uint32(self.hdr.snapshot))
+            g = (f - np.uint32(1)) < np.uint32(self.hdr.snapshot)
+        g &= (smsb - top) <= np.uint8(4)
+        flat = np.flatnonzero(g)
         li, ci = np.divmod(flat, width)
         pos = first + li * stride + ci
-        # and seconds within a year (< 2^25 s) of the first record's have a most
-        # significant byte within 2 of its: this drops zero runs and most payload bytes
-        # before the dearer header hops
-        top = np.uint8(((self._sec0 >> 24) - 2) & 0xFF)
-        near = (self.buf[pos + (0 if self.hdr.big else 3)] - top) <= np.uint8(4)
-        li, ci, pos = li[near], ci[near], pos[near]
         ok = self._hops(pos, 3)
         out[li[ok], ci[ok]] = True
         return out
