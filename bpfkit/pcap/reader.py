@@ -204,7 +204,8 @@ class _PcapRecords:
         # takes for a record boundary), those that begin before `stop`
         self.start, self.stop = pcapfile.FILE_HEADER_LEN, len(buf)
         if span is not None:
-            self.start = max(self.start, int(span[0]))
+            if span[0] is not None:
+                self.start = max(self.start, int(span[0]))
             if span[1] is not None:
                 self.stop = min(self.stop, int(span[1]))
         self.stopped_at: Optional[int] = None    # the walk's end (see CaptureReader)
