@@ -48,7 +48,23 @@ def register(sub) -> None:
     p.set_defaults(func=run, quick_exit=True)     # see bpfkit.cli.main.main
 
 
+def _keep_freed_memory() -> None:
+    """glibc: serve large allocations from the heap and keep freed memory there.  By
+    default every array above a few hundred kB (each batch's columns, its packet heads)
+    is a fresh mmap, whose pages the kernel zeroes on first touch and which munmap gives
+    back when freed: page faults and page clearing were ~10% of a filter run."""
+    try:
+        import ctypes
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError, TypeError):
+        return
+    mallopt(-3, 256 << 20)      # M_MMAP_THRESHOLD: heap below 256 MB
+    mallopt(-1, 512 << 20)      # M_TRIM_THRESHOLD: keep up to 512 MB freed at the top
+    mallopt(-2, 64 << 20)       # M_TOP_PAD: grow the heap 64 MB at a time
+
+
 def run(args) -> int:
+    _keep_freed_memory()
     expr = expression_text(args)
     if args.prog is not None:
         if expr is not None:

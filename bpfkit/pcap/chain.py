@@ -153,6 +153,43 @@ def _lockstep(fmt: Format, lane_ids: np.ndarray, starts: np.ndarray, stops: np.n
     return rnd, pos, status, count
 
 
+def _lockstep_offsets(fmt: Format, lane_ids: np.ndarray, starts: np.ndarray,
+                      stops: np.ndarray):
+    """_lockstep without header rows, for a format with ``step_offsets``: the same walk
+    with about half the numpy calls per step (the lanes' positions and stops travel
+    compacted; counts are added up at the end)."""
+    n = len(starts)
+    pos = np.array(starts, dtype=np.int64)
+    status = np.zeros(n, np.int8)
+    active = np.flatnonzero(pos < stops)
+    p = pos[active]
+    stp = stops[active]
+    rnd = _Round([], [], [])
+    while active.size:
+        nxt, bad = fmt.step_offsets(p)
+        if bad is not None:
+            ok = ~bad
+            if not ok.all():
+                status[active[bad]] = BAD
+                pos[active[bad]] = p[bad]
+                active, p, nxt, stp = active[ok], p[ok], nxt[ok], stp[ok]
+        rnd.lanes.append(active)
+        rnd.offs.append(p)
+        rnd.rows.append(None)
+        go = nxt < stp
+        if go.all():
+            p = nxt
+            continue
+        done = ~go
+        pos[active[done]] = nxt[done]
+        active, p, stp = active[go], nxt[go], stp[go]
+    count = np.zeros(n, np.int64)
+    if rnd.lanes:
+        count = np.bincount(np.concatenate(rnd.lanes), minlength=n).astype(np.int64)
+    rnd.lanes = [lane_ids[a] for a in rnd.lanes]
+    return rnd, pos, status, count
+
+
 def _walk_lanes(fmt: Format, start: int, seg_end: int, mean: float,
                 want_rows: bool = True) -> WalkResult:
     nlanes = max(2, min(MAX_LANES, (seg_end - start) // MIN_LANE_BYTES))
@@ -164,7 +201,9 @@ def _walk_lanes(fmt: Format, start: int, seg_end: int, mean: float,
     n = len(starts)
 
     lanes = np.arange(n)
-    rnd, ends, status, count = _lockstep(fmt, lanes, starts, stops)
+    lockstep = _lockstep_offsets if not want_rows and hasattr(fmt, "step_offsets") \
+        else _lockstep
+    rnd, ends, status, count = lockstep(fmt, lanes, starts, stops)
     rounds = [rnd]
     lane_round = np.zeros(n, np.int64)          # the round holding each lane's latest walk
     nkeep = n
@@ -192,7 +231,7 @@ def _walk_lanes(fmt: Format, start: int, seg_end: int, mean: float,
         # predecessor is right it usually ends exactly there.
         redo = bad[~np.isin(bad - 1, bad)]
         starts[redo] = ends[redo - 1]
-        rnd, e2, s2, c2 = _lockstep(fmt, redo, starts[redo], stops[redo])
+        rnd, e2, s2, c2 = lockstep(fmt, redo, starts[redo], stops[redo])
         rounds.append(rnd)
         lane_round[redo] = len(rounds) - 1
         ends[redo] = e2
@@ -221,6 +260,13 @@ def _assemble(fmt: Format, rounds: list[_Round], lane_round: np.ndarray, count: 
         flat = rows.view(item).reshape(total)
     for r, rnd in enumerate(rounds):
         if not rnd.lanes:
+            continue
+        # (lanes only drop out of a walk: its first step has all of them)
+        first = rnd.lanes[0]
+        if not want_rows and bool(((lane_round[first] == r) & (first < nkeep)).all()):
+            # the usual case, no lane of this walk redone: each step straight to its place
+            for k, (ln, o) in enumerate(zip(rnd.lanes, rnd.offs)):
+                offs[base[ln] + k] = o
             continue
         ln = np.concatenate(rnd.lanes)
         step = np.repeat(np.arange(len(rnd.lanes)), [len(x) for x in rnd.lanes])

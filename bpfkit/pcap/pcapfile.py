@@ -113,6 +113,7 @@ class RecordChain:
         self.hdr = hdr
         self.end = end
         self.u32 = u32_view(buf, hdr.big)
+        self._cap = self.u32[8:]            # caplen (version >= 2.4 order) of a record at i
         self._order = ">" if hdr.big else "<"
         self._u4 = np.dtype(self._order + "u4")
         self.v16 = np.ndarray((max(len(buf) - 15, 0),), dtype="V16", buffer=buf, offset=0,
@@ -152,6 +153,20 @@ class RecordChain:
         if not allfull:
             bad |= ~full
         return nxt, bad.astype(np.int8) * np.int8(chain.BAD), rows
+
+    def step_offsets(self, pos):
+        """step() without the header rows (chain._lockstep_offsets): (next offsets, None
+        when every record is good, else a bool array of the bad ones).  Reads only
+        caplen."""
+        hs = self.hdr.hdrsize
+        if self.hdr.lengths != NOT_SWAPPED or int(pos.max()) > self.end - hs:
+            nxt, st, _ = self.step(pos)
+            return nxt, (st != chain.OK) if st.any() else None
+        cap = self._cap[pos]
+        nxt = pos + hs + cap.astype(np.int64)
+        if int(cap.max()) > self.hdr.max_caplen or int(nxt.max()) > self.end:
+            return nxt, (cap > self.hdr.max_caplen) | (nxt > self.end)
+        return nxt, None
 
     def scalar_step(self, pos):
         hs = self.hdr.hdrsize
