@@ -8,13 +8,8 @@ packets are written out (on a second thread) while the next batch is read and fi
 from __future__ import annotations
 
 import os
-import pickle
-import select
-import signal
 import stat
-import sys
 import threading
-import warnings
 from dataclasses import dataclass, field
 from typing import Callable, Optional, Union
 
@@ -22,7 +17,7 @@ import numpy as np
 
 from .cbpf.program import Program
 from .cbpf.vinterp import run_batch
-from .errors import BpfError, CaptureError, CaptureWarning, UsageError
+from .errors import BpfError, CaptureError, UsageError
 from .pcap import CaptureWriter, open_capture
 from .pcap.reader import CaptureReader
 from .pcap.batch import PacketBatch
@@ -150,8 +145,8 @@ def filter_capture(prog: ProgramSource, capture: str, output: Optional[str], *,
 
     workers: processes to use (None: one per CPU, at most MAX_WORKERS).  A classic
     pcap file of at least PARALLEL_MIN_BYTES, written to a regular file (or counted),
-    is cut into that many parts, filtered side by side (see _parallel); the output is
-    the same, byte for byte."""
+    is cut into parts that many processes filter side by side (bpfkit.parallel); the
+    output is the same, byte for byte."""
     run = _engine(engine)
     if _same_file(capture, output):
         # the input is memory-mapped: truncating it under the reader would kill the
@@ -159,11 +154,13 @@ def filter_capture(prog: ProgramSource, capture: str, output: Optional[str], *,
         raise UsageError(f"the output {output} is the input capture; write elsewhere")
     if workers is not None and workers < 1:
         raise UsageError(f"workers must be at least 1, not {workers}")
-    nparts = _parts_for(capture, output, count, format, workers)
-    if nparts > 1:
-        summary = _parallel(prog, run, capture, output, nparts, strict, progress)
-        if summary is not None:
-            return summary
+    nworkers = _workers_for(capture, output, count, format, workers)
+    if nworkers > 1:
+        from .parallel import filter_parallel
+        done = filter_parallel(prog, run, capture, output, nworkers, strict, progress,
+                               HEAD_BYTES)
+        if done is not None:
+            return FilterSummary(*done)
     read = kept = 0
     writer = None
     out = None
@@ -266,28 +263,10 @@ class _Background:
             raise err
 
 
-# --- several processes ------------------------------------------------------------------
-# A large classic pcap file is cut into parts at guessed record boundaries
-# (CaptureReader's boundaries(): the first offset past a target where three consecutive
-# record headers look right).  The calling process filters the first part; a forked
-# process filters each of the others, from its own memory map.  A part's guess is
-# right iff the walk of the part before it, which starts at a right offset, stops
-# exactly there (CaptureReader.stopped_at): the same chain libpcap follows one record
-# at a time.  When a guess is wrong (or the part before it ends in bad data), the parts
-# from there on are dropped and the calling process reads on from where the walk
-# really stopped, so the guesses only decide speed.
-#
-# Output: part i's kept records go right after part i-1's.  Each worker adds up the
-# bytes it keeps; once every part before it is verified and counted, the parent sends it
-# its file offset, and it writes there (CaptureWriter.resume), its writes overlapping
-# the others'.  A worker holds on to what it keeps (indices into its memory map, not
-# packet bytes) until it has its offset; the first part is a little smaller than the
-# others so that the offsets usually arrive while the other workers still filter.
+# --- several processes (bpfkit.parallel) ---------------------------------------------------
 
 PARALLEL_MIN_BYTES = 96 << 20      # smaller captures: one process
-PART_MIN_BYTES = 48 << 20          # no part smaller than this
 MAX_WORKERS = 4
-FIRST_PART_SHARE = 1.0             # the first part's size, relative to the others'
 
 
 def default_workers() -> int:
@@ -306,8 +285,8 @@ def default_workers() -> int:
     return max(1, min(n, MAX_WORKERS))
 
 
-def _parts_for(capture, output, count, format, workers) -> int:
-    """How many parts to filter side by side (1: do it in this process)."""
+def _workers_for(capture, output, count, format, workers) -> int:
+    """How many processes filter_capture uses (1: this one alone)."""
     if workers == 1 or count is not None or format != "pcap" or not hasattr(os, "fork"):
         return 1
     if not isinstance(capture, (str, os.PathLike)) or os.fspath(capture) == "-":
@@ -328,318 +307,4 @@ def _parts_for(capture, output, count, format, workers) -> int:
         return 1
     if not stat.S_ISREG(st.st_mode) or st.st_size < PARALLEL_MIN_BYTES:
         return 1
-    n = workers if workers is not None else default_workers()
-    return max(1, min(n, st.st_size // PART_MIN_BYTES))
-
-
-def _send(fd: int, obj) -> None:
-    data = pickle.dumps(obj)
-    data = len(data).to_bytes(8, "little") + data
-    while data:
-        data = data[os.write(fd, data):]
-
-
-def _recv(fd: int):
-    def exactly(n):
-        chunks = []
-        while n:
-            b = os.read(fd, n)
-            if not b:
-                raise EOFError
-            chunks.append(b)
-            n -= len(b)
-        return b"".join(chunks)
-    return pickle.loads(exactly(int.from_bytes(exactly(8), "little")))
-
-
-def _die_with_parent() -> None:
-    """Linux: SIGKILL this (forked) process when its parent dies."""
-    try:
-        import ctypes
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)     # PR_SET_PDEATHSIG
-    except (OSError, AttributeError, TypeError):
-        pass
-
-
-def _record_bytes(sel: PacketBatch) -> int:
-    """The bytes CaptureWriter writes for `sel` in a classic pcap file."""
-    return 16 * len(sel) + int(sel.caplen.sum(dtype=np.int64))
-
-
-class _Worker:
-    """A forked process filtering one part (parent side)."""
-
-    def __init__(self, pid: int, res: int, ctrl: int, span: tuple):
-        self.pid, self.res, self.ctrl, self.span = pid, res, ctrl, span
-        self.done = None            # its "done" message
-        self.told = False           # sent an offset or abort
-
-    def program(self, prog: Program) -> None:
-        _send(self.ctrl, prog)
-
-    def tell(self, offset: int) -> None:
-        if self.told:
-            return
-        self.told = True
-        try:
-            _send(self.ctrl, offset)
-        except OSError:
-            pass                    # it has exited (nothing to write)
-
-    def receive(self):
-        try:
-            msg = _recv(self.res)
-        except (EOFError, OSError, pickle.UnpicklingError):
-            msg = ("error", "the worker process died", False)
-        if msg[0] == "error":
-            _, text, bpf = msg
-            raise (BpfError(text) if bpf else BpfError(f"filter worker failed: {text}"))
-        return msg
-
-    def finish(self, kill: bool = False) -> None:
-        if self.pid is None:
-            return
-        if kill and not self.told:
-            # it has written nothing (a worker writes only at an offset it was sent)
-            try:
-                os.kill(self.pid, signal.SIGKILL)
-            except OSError:
-                pass
-        for fd in (self.res, self.ctrl):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-        try:
-            os.waitpid(self.pid, 0)
-        except ChildProcessError:
-            pass
-        self.pid = None
-
-
-def _work(run, capture, output, span, res: int, ctrl: int, hdr) -> None:
-    """The forked process: filter the records of `span` with the program the parent
-    sends first (it compiles it meanwhile), report, and write what it kept at the offset
-    the parent sends next.  Never returns."""
-    status = 1
-    try:
-        _die_with_parent()
-        warnings.simplefilter("ignore")
-        at = None
-        prog = None
-
-        def poll(block: bool):
-            nonlocal at
-            if at is None and (block or select.select([ctrl], [], [], 0)[0]):
-                at = _recv(ctrl)
-            return at
-
-        pending: list[PacketBatch] = []
-        out = writer = None
-        read = kept = nbytes = 0
-
-        def flush() -> None:
-            nonlocal writer, out
-            if writer is None:
-                writer = CaptureWriter.resume(output, at, linktype=hdr[0], snaplen=hdr[1],
-                                              nanos=hdr[2])
-                out = _Background(writer)
-            if len(pending) > 1:
-                pending[:] = [_join(pending)]
-            for b in pending:
-                out.write(b)
-            pending.clear()
-
-        reader = CaptureReader(capture, strict=False, _span=span, _head=HEAD_BYTES)
-        with reader:
-            for batch in reader:
-                if prog is None:
-                    prog = _recv(ctrl)
-                read += len(batch)
-                sel = _kept(batch, run(prog, batch))
-                if len(sel):
-                    kept += len(sel)
-                    nbytes += _record_bytes(sel)
-                    if output is not None:
-                        pending.append(sel)
-                if output is not None and poll(False) is not None and pending:
-                    flush()
-            if prog is None:
-                _recv(ctrl)                 # (no records: the program is not needed)
-            _send(res, ("done", read, kept, nbytes, reader.stopped_at, reader._raw_problems))
-            if output is not None and kept:
-                poll(True)
-                flush()
-                out.wait()
-                writer.close()
-        _send(res, ("written",))
-        status = 0
-    except BaseException as e:          # reported to the parent, which raises
-        try:
-            _send(res, ("error", str(e) or type(e).__name__, isinstance(e, BpfError)))
-        except BaseException:
-            pass
-    finally:
-        os._exit(status)
-
-
-def _join(parts: list[PacketBatch]) -> PacketBatch:
-    """Batches over one buffer as one batch (no packet bytes copied)."""
-    p0 = parts[0]
-    return PacketBatch(p0.buf, np.concatenate([p.offset for p in parts]),
-                       np.concatenate([p.caplen for p in parts]),
-                       np.concatenate([p.wirelen for p in parts]),
-                       np.concatenate([p.ts_ns for p in parts]),
-                       p0.linktype, p0.snaplen, p0.ts_nanos)
-
-
-def _parallel(prog, run, capture, output, nparts: int, strict: bool,
-              progress: Optional[Progress]) -> Optional[FilterSummary]:
-    """filter_capture with `nparts` processes; None when the file does not lend itself
-    (not a mapped classic pcap file, no record boundary found)."""
-    reader = CaptureReader(capture, strict=strict, _head=HEAD_BYTES)
-    try:
-        recs = reader._recs
-        if reader.format != "pcap" or reader._src.mm is None or reader.problems:
-            return None
-        size = len(reader._src.buf)
-        # part sizes: FIRST_PART_SHARE for the first, 1 for the others
-        unit = (size - recs.start) / (FIRST_PART_SHARE + nparts - 1)
-        targets = [recs.start + int(unit * (FIRST_PART_SHARE + i)) for i in range(nparts - 1)]
-        cuts = []
-        for c in recs.boundaries(targets):
-            if c > (cuts[-1] if cuts else recs.start):
-                cuts.append(c)
-        if not cuts:
-            return None
-        return _run_parts(prog, run, capture, output, reader, cuts, strict, progress)
-    finally:
-        reader.close()
-
-
-def _run_parts(prog, run, capture, output, reader, cuts, strict, progress) -> FilterSummary:
-    """Fork a worker per part after the first, then compile (the workers index their
-    parts meanwhile) and hand them the program; then _lead."""
-    hdr = (reader.linktype, reader.snaplen, reader.ts_nanos)
-    spans = list(zip(cuts, cuts[1:] + [None]))
-    workers: list[_Worker] = []
-    for fd in (sys.stdout, sys.stderr):
-        try:
-            fd.flush()
-        except (OSError, ValueError, AttributeError):
-            pass
-    try:
-        for span in spans:
-            res_r, res_w = os.pipe()
-            ctrl_r, ctrl_w = os.pipe()
-            pid = os.fork()
-            if pid == 0:
-                os.close(res_r)
-                os.close(ctrl_w)
-                for w in workers:
-                    w.pid = None        # not ours to wait for
-                    for fd in (w.res, w.ctrl):
-                        os.close(fd)
-                _work(run, capture, output, span, res_w, ctrl_r, hdr)
-            os.close(res_w)
-            os.close(ctrl_r)
-            workers.append(_Worker(pid, res_r, ctrl_w, span))
-        prog = _program(prog, PacketBatch.empty(reader.linktype, reader.snaplen,
-                                                reader.ts_nanos))
-        for w in workers:
-            w.program(prog)
-        return _lead(prog, run, capture, output, reader, cuts, workers, strict, progress)
-    finally:
-        for w in workers:
-            w.finish(kill=True)
-
-
-def _lead(prog, run, capture, output, reader, cuts, workers, strict, progress
-          ) -> FilterSummary:
-    """The parent's side: filter the first part, then verify and place the others."""
-    reader._recs.stop = cuts[0]
-    writer = out = None
-    read = kept = 0
-    problems: list[CaptureError] = []
-    try:
-        if output is not None:
-            writer = CaptureWriter(output, format="pcap", linktype=reader.linktype,
-                                   snaplen=reader.snaplen, nanos=reader.ts_nanos)
-            out = _Background(writer)
-        for batch in reader:
-            read += len(batch)
-            sel = _kept(batch, run(prog, batch))
-            if out is not None and len(sel):
-                out.write(sel)
-            kept += len(sel)
-            if progress:
-                progress(read)
-        problems.extend(reader.problems)
-        if out is not None:
-            out.wait()
-        at = writer.position() if writer is not None else 0
-        stopped = reader.stopped_at
-        resume_from = None              # where this process reads on by itself
-        problem = None
-        for w in workers:
-            if stopped != w.span[0]:
-                # a wrong guess, or the chain ended (bad data) before this part
-                if stopped is not None:
-                    resume_from = stopped
-                break
-            w.tell(at)
-            msg = w.receive()
-            _, wread, wkept, wbytes, wstopped, wproblems = msg
-            w.done = msg
-            if wproblems:
-                message, offset, records = wproblems[0]
-                problem = CaptureError(message, path=reader.path, offset=offset,
-                                       records=read + records)
-            read += wread
-            kept += wkept
-            at += wbytes
-            stopped = wstopped
-            if progress:
-                progress(read)
-            if problem is not None:
-                break
-        # the workers not told an offset drop their part; the others write theirs
-        for w in workers:
-            if w.done is None:
-                w.finish(kill=True)
-        for w in workers:
-            if w.done is not None:
-                w.receive()                 # ("written",) or raises its error
-                w.finish()
-        if resume_from is not None:
-            if writer is not None:
-                writer.close()
-                writer = CaptureWriter.resume(output, at, linktype=reader.linktype,
-                                              snaplen=reader.snaplen, nanos=reader.ts_nanos)
-                out = _Background(writer)
-            # (the reader reports its problems itself, counting the records before it)
-            rest = CaptureReader(capture, strict=strict, _span=(resume_from, None),
-                                 _records_before=read, _head=HEAD_BYTES)
-            with rest:
-                for batch in rest:
-                    read += len(batch)
-                    sel = _kept(batch, run(prog, batch))
-                    if out is not None and len(sel):
-                        out.write(sel)
-                    kept += len(sel)
-                    if progress:
-                        progress(read)
-                if out is not None:
-                    out.wait()
-                problems.extend(rest.problems)
-        if problem is not None:
-            if strict:
-                raise problem
-            warnings.warn(CaptureWarning(str(problem)), stacklevel=3)
-            problems.append(problem)
-    finally:
-        if out is not None:
-            out.wait(raise_error=False)
-        if writer is not None:
-            writer.close()
-    return FilterSummary(read, kept, problems)
+    return workers if workers is not None else default_workers()

@@ -21,7 +21,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bpfkit import filtering
+from bpfkit import filtering, parallel
 from bpfkit.cbpf import vinterp
 from bpfkit.cbpf.interp import run_filter
 from bpfkit.cbpf.program import Program
@@ -185,9 +185,9 @@ def test_boundaries_are_record_starts(tmp_path):
 
 @pytest.fixture
 def small_parts(monkeypatch):
-    """Parallel filtering for small files: parts of >= 64 KB, segments of 64 KB."""
+    """Parallel filtering for small files: parts of 64-128 KB, segments of 64 KB."""
     monkeypatch.setattr(filtering, "PARALLEL_MIN_BYTES", 1)
-    monkeypatch.setattr(filtering, "PART_MIN_BYTES", 1 << 16)
+    monkeypatch.setattr(parallel, "PART_BYTES", (1 << 16, 1 << 17))
     monkeypatch.setattr(reader_mod, "SEGMENT_BYTES", 1 << 16)
     monkeypatch.setattr(reader_mod, "AHEAD_BYTES", 1 << 17)
 
@@ -201,28 +201,38 @@ def _filter(path, out, expr, workers, **kw):
 
 @pytest.fixture
 def spans(monkeypatch):
-    """The spans filtering's readers were opened with (in this process)."""
+    """The spans this process's part readers were opened with (bpfkit.parallel)."""
     seen = []
-    real = filtering.CaptureReader
+    real = parallel.CaptureReader
 
     def spy(*a, **kw):
         seen.append(kw.get("_span"))
         return real(*a, **kw)
-    monkeypatch.setattr(filtering, "CaptureReader", spy)
+    monkeypatch.setattr(parallel, "CaptureReader", spy)
+    return seen
+
+
+@pytest.fixture
+def runs(monkeypatch):
+    """(parts, processes) of each parallel run."""
+    seen = []
+    real = parallel._Run.__init__
+
+    def spy(self, *a):
+        real(self, *a)
+        seen.append((len(self.cuts), self.nworkers))
+    monkeypatch.setattr(parallel._Run, "__init__", spy)
     return seen
 
 
 @pytest.mark.parametrize("expr", EXPRS)
-def test_parts_write_what_one_process_writes(tmp_path, small_parts, expr, monkeypatch):
+def test_parts_write_what_one_process_writes(tmp_path, small_parts, expr, runs):
     path = _capture(tmp_path, n=6000, seed=zlib.crc32(expr.encode()))
     one = _filter(path, tmp_path / "one.pcap", expr, 1)
-    parts = []
-    real = filtering._run_parts
-    monkeypatch.setattr(filtering, "_run_parts",
-                        lambda *a: parts.append(len(a[5])) or real(*a))
+    assert not runs
     for w in (2, 3):
         got = _filter(path, tmp_path / f"w{w}.pcap", expr, w)
-        assert parts[-1] == w - 1             # cuts: the work was split
+        assert runs[-1][0] >= 4 and runs[-1][1] == w      # the work was split
         assert (got.packets, got.kept) == (one.packets, one.kept)
         assert (tmp_path / f"w{w}.pcap").read_bytes() == (tmp_path / "one.pcap").read_bytes()
     counted = _filter(path, None, expr, 2)
@@ -249,7 +259,8 @@ def test_wrong_guesses_change_nothing(tmp_path, small_parts, monkeypatch, spans)
         monkeypatch.setattr(reader_mod._PcapRecords, "boundaries", wrong)
         spans.clear()
         got = _filter(path, tmp_path / "w.pcap", "tcp", 3)
-        assert any(s is not None for s in spans)      # this process read on by itself
+        # the parent read on by itself, from the end of the first part
+        assert spans and spans[-1][1] is None and spans[-1][0] < path.stat().st_size // 2
         assert got.packets == 6002
         assert (tmp_path / "w.pcap").read_bytes() == (tmp_path / "one.pcap").read_bytes()
 

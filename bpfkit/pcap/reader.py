@@ -445,7 +445,7 @@ class CaptureReader:
 
     def __init__(self, source, *, batch_packets: int = 65536, batch_bytes: int = 64 << 20,
                  strict: bool = False, _vector: bool = True, _span=None,
-                 _records_before: int = 0, _head: int = 0):
+                 _records_before: int = 0, _head: int = 0, _ahead: Optional[bool] = None):
         if batch_packets < 1 or batch_bytes < 1:
             raise UsageError("batch_packets and batch_bytes must be at least 1")
         self.batch_packets = int(batch_packets)
@@ -489,7 +489,8 @@ class CaptureReader:
             self._report(p)
             return
         r = self._recs
-        self._ahead = self._src.mm is not None and len(buf) > AHEAD_BYTES
+        self._ahead = self._src.mm is not None and len(buf) > AHEAD_BYTES if _ahead is None \
+            else _ahead
         self.format = r.format
         self.linktype, self.snaplen, self.file_snaplen, self.ts_nanos = \
             r.linktype, r.snaplen, r.file_snaplen, r.ts_nanos
