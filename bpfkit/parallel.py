@@ -180,6 +180,36 @@ class _Part:
                 pass
 
 
+class _Header:
+    """Creates (or truncates) the output and writes the file header, on a thread."""
+
+    def __init__(self, output, hdr):
+        import threading
+        self.output, self.hdr = output, hdr
+        self.at = self.error = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            lt, snap, nanos = self.hdr
+            w = CaptureWriter(self.output, format="pcap", linktype=lt, snaplen=snap,
+                              nanos=nanos)
+            try:
+                self.at = w.position()
+            finally:
+                w.close()
+        except BaseException as e:          # raised by wait()
+            self.error = e
+
+    def wait(self, raise_error: bool = True) -> Optional[int]:
+        self.thread.join()
+        if self.error is not None and raise_error:
+            err, self.error = self.error, None
+            raise err
+        return self.at
+
+
 class _Dropped(Exception):
     """The part being filtered comes after a part the chain does not get past."""
 
@@ -464,21 +494,19 @@ class _Run(_Process):
                 f.flush()
             except (OSError, ValueError, AttributeError):
                 pass
-        if self.output is not None:
-            # the file header, and the old file's truncation, before anyone writes
-            lt, snap, nanos = self.hdr
-            w = CaptureWriter(self.output, format="pcap", linktype=lt, snaplen=snap,
-                              nanos=nanos)
-            try:
-                self.offset(0, w.position())
-            finally:
-                w.close()
-        else:
-            self.offset(0, 0)
+        header = None
         try:
             self.fork()
+            if self.output is not None:
+                # the file header, after the old file's truncation (which can take a
+                # while: on a thread, while this process compiles); nothing is written
+                # before part 0 is placed, below
+                header = _Header(self.output, self.hdr)
             self.prog = _program(self.source, PacketBatch.empty(*self.hdr))
             self.broadcast(self.prog)
+            at0 = header.wait() if header is not None else 0
+            self.broadcast(("at", 0, at0))
+            self.offset(0, at0)
             while True:
                 j = self.claim()
                 if j is None:
@@ -497,6 +525,8 @@ class _Run(_Process):
                 raise BpfError("internal error: a part of the output was never placed")
             self.finish_parts()
         finally:
+            if header is not None:
+                header.wait(raise_error=False)
             for w in self.workers:
                 w.close(kill=not w.written)
             os.close(self.tokens_r)
