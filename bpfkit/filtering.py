@@ -238,8 +238,9 @@ class _Background:
     (writev, which runs without the GIL), so it overlaps the reading and filtering.
     One write at a time, in order; a write's error is raised by the next call."""
 
-    def __init__(self, writer: CaptureWriter):
+    def __init__(self, writer: CaptureWriter, after: Optional[Callable] = None):
         self.writer = writer
+        self.after = after              # called with each batch once it is written
         self.thread: Optional[threading.Thread] = None
         self.error: Optional[BaseException] = None
 
@@ -251,6 +252,8 @@ class _Background:
     def _run(self, batch) -> None:
         try:
             self.writer.write(batch)
+            if self.after is not None:
+                self.after(batch)
         except BaseException as e:          # handed to the caller's thread by wait()
             self.error = e
 

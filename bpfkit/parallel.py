@@ -32,6 +32,7 @@ it owns is written, just before it exits; ("error", text, is_bpf_error).
 """
 from __future__ import annotations
 
+import mmap
 import os
 import pickle
 import select
@@ -45,10 +46,10 @@ import numpy as np
 from .errors import BpfError, CaptureError, CaptureWarning
 from .pcap import CaptureWriter
 from .pcap.batch import PacketBatch
-from .pcap.reader import CaptureReader
+from .pcap.reader import CaptureReader, _madvise
 
 PART_TARGET = 4                 # parts per process, about
-PART_BYTES = (32 << 20, 128 << 20)   # the size of a part is kept within these
+PART_BYTES = (32 << 20, 64 << 20)    # the size of a part is kept within these
 MAX_PARTS = 255                 # (part numbers are bytes in the claim pipe)
 PREFETCH = 2                    # parts a worker reads while the parent compiles
 
@@ -134,6 +135,22 @@ def _join(parts: list[PacketBatch]) -> PacketBatch:
 
 # --- one part's output ---------------------------------------------------------------------
 
+def _drop_pages(batch: PacketBatch) -> None:
+    """Once `batch` is written: hand back the pages of the input's memory map that its
+    packets span (writing faulted them in again after the reader had let them go; they
+    would otherwise stay until the part's mapping goes)."""
+    if not len(batch) or _madvise is None:
+        return
+    lo = int(batch.offset[0]) - 24
+    hi = int(batch.offset[-1]) + int(batch.caplen[-1])
+    base = batch.buf.ctypes.data
+    page = mmap.PAGESIZE
+    start = (base + max(lo, 0)) // page * page
+    stop = -(-(base + hi) // page) * page
+    if start >= base and stop > start:
+        _madvise(start, stop - start, mmap.MADV_DONTNEED)
+
+
 class _Part:
     """What a process kept of one part: held until the part's offset is known, then
     written there on a writer thread (later batches go straight to it)."""
@@ -159,7 +176,7 @@ class _Part:
         lt, snap, nanos = self.hdr
         self.writer = CaptureWriter.resume(self.output, at, linktype=lt, snaplen=snap,
                                            nanos=nanos)
-        self.out = _Background(self.writer)
+        self.out = _Background(self.writer, after=_drop_pages)
         if self.held:
             self.out.write(_join(self.held) if len(self.held) > 1 else self.held[0])
             self.held = []

@@ -58,9 +58,9 @@ def _keep_freed_memory() -> None:
         mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError, TypeError):
         return
-    mallopt(-3, 256 << 20)      # M_MMAP_THRESHOLD: heap below 256 MB
-    mallopt(-1, 512 << 20)      # M_TRIM_THRESHOLD: keep up to 512 MB freed at the top
-    mallopt(-2, 64 << 20)       # M_TOP_PAD: grow the heap 64 MB at a time
+    mallopt(-3, 32 << 20)       # M_MMAP_THRESHOLD: heap below 32 MB
+    mallopt(-1, 64 << 20)       # M_TRIM_THRESHOLD: keep up to 64 MB freed at the top
+    mallopt(-2, 16 << 20)       # M_TOP_PAD: grow the heap 16 MB at a time
 
 
 def run(args) -> int:

@@ -172,7 +172,9 @@ class _Source:
             try:
                 self.mm.close()
             except BufferError:
-                pass        # batches still use it; it goes when they do
+                # batches still use it; it goes when they do.  Meanwhile its pages leave
+                # this process (they come back if touched, e.g. to write kept packets)
+                self.release(len(self.buf))
 
 
 def _is_regular(mode: int) -> bool:
