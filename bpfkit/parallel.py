@@ -48,10 +48,10 @@ from .pcap import CaptureWriter
 from .pcap.batch import PacketBatch
 from .pcap.reader import CaptureReader, _madvise
 
-PART_TARGET = 4                 # parts per process, about
-PART_BYTES = (32 << 20, 64 << 20)    # the size of a part is kept within these
+PART_TARGET = 6                 # parts per process, about
+PART_BYTES = (16 << 20, 64 << 20)    # the size of a part is kept within these
 MAX_PARTS = 255                 # (part numbers are bytes in the claim pipe)
-PREFETCH = 2                    # parts a worker reads while the parent compiles
+PREFETCH = 4                    # parts a worker reads while the parent compiles
 
 
 def filter_parallel(prog, run, capture, output, workers: int, strict: bool, progress,
@@ -343,6 +343,8 @@ class _Child(_Process):
             for batch in reader:
                 batches.append(batch)
                 self.poll()
+            # (the batches' heads hold what most programs read: the pages can go)
+            reader._src.release(len(reader._src.buf))
             done.append((j, (reader, batches)))
             self.poll()
         return done
