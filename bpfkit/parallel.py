@@ -68,19 +68,34 @@ def filter_parallel(prog, run, capture, output, workers: int, strict: bool, prog
         body = size - recs.start
         part = min(max(body // (PART_TARGET * workers), PART_BYTES[0]), PART_BYTES[1])
         k = min(MAX_PARTS, max(workers, body // max(part, 1)))
-        targets = [recs.start + body * i // k for i in range(1, k)]
-        cuts = [recs.start]
-        for c in recs.boundaries(targets):
-            if c > cuts[-1]:
-                cuts.append(c)
-        if len(cuts) < 2:
-            return None
         hdr = (reader.linktype, reader.snaplen, reader.ts_nanos)
-        path = reader.path
+        return _Run(prog, run, capture, output, _Cuts(recs, k), hdr, reader.path, strict,
+                    progress, head, min(workers, k)).go()
     finally:
         reader.close()
-    return _Run(prog, run, capture, output, cuts, hdr, path, strict, progress, head,
-                min(workers, len(cuts))).go()
+
+
+class _Cuts:
+    """Where the parts start: part 0 at the first record, part j at the first plausible
+    record start at or after j/k of the way (found when first asked for, by whichever
+    process needs it: the search is the same in all, and in none before the fork)."""
+
+    def __init__(self, recs, k: int):
+        self.recs, self.k = recs, k
+        self.body = len(recs.buf) - recs.start
+        self.found = {0: recs.start}
+
+    def __len__(self) -> int:
+        return self.k
+
+    def __getitem__(self, j: int) -> int:
+        if j not in self.found:
+            target = self.recs.start + self.body * j // self.k
+            # a window short of the next target, so that the cuts increase
+            window = max(1, min(1 << 16, self.body // self.k // 2))
+            c = self.recs.boundaries([target], window)[0]
+            self.found[j] = c if c >= 0 else target     # (no boundary: a wrong guess)
+        return self.found[j]
 
 
 # --- pipes -------------------------------------------------------------------------------
