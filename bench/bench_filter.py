@@ -332,13 +332,13 @@ def bpfkit_cmd() -> list[str]:
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def bpfkit_env(workers: Optional[int] = None) -> dict:
-    """This checkout's bpfkit first on the path (so a worktree benchmarks its own code,
-    whichever checkout is pip-installed), bytecode caching on (as for an installed
-    package) whatever this shell says; BPFKIT_WORKERS when `workers` is given."""
+def bpfkit_env(workers: Optional[int] = None, root: Path = ROOT) -> dict:
+    """This checkout's bpfkit (or `root`'s) first on the path (so a worktree benchmarks
+    its own code, whichever checkout is pip-installed), bytecode caching on (as for an
+    installed package) whatever this shell says; BPFKIT_WORKERS when `workers` is given."""
     env = dict(os.environ)
     env.pop("PYTHONDONTWRITEBYTECODE", None)
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + [p for p in
+    env["PYTHONPATH"] = os.pathsep.join([str(root)] + [p for p in
                                                         env.get("PYTHONPATH", "").split(os.pathsep) if p])
     if workers is not None:
         env["BPFKIT_WORKERS"] = str(workers)
@@ -449,6 +449,10 @@ def main(argv=None) -> int:
                          "compiling the expression itself")
     ap.add_argument("--workers", type=int, default=None,
                     help="BPFKIT_WORKERS for bpfkit (default: bpfkit's own choice)")
+    ap.add_argument("--base", type=Path, default=None, metavar="DIR",
+                    help="also time the bpfkit of another source tree (e.g. `git archive "
+                         "main | tar -x -C DIR`), as the tool 'base', interleaved with the "
+                         "others")
     ap.add_argument("--rss", type=Path, default=None, metavar="FILE",
                     help="also report the peak memory of bpfkit and tcpdump on FILE "
                          "(first expression)")
@@ -456,6 +460,8 @@ def main(argv=None) -> int:
     if args.runs < 1:
         ap.error("--runs must be >= 1")
     tools = [t.strip() for t in args.tools.split(",") if t.strip()]
+    if args.base is not None and "base" not in tools:
+        tools.insert(tools.index("bpfkit") + 1 if "bpfkit" in tools else 0, "base")
     cases = default_cases() if not args.expr else [Case(e, e) for e in args.expr]
     src = args.capture.resolve()
     tmp = tempfile.TemporaryDirectory(prefix="bench_filter_") if args.workdir is None else None
@@ -477,6 +483,9 @@ def bench(src: Path, cases, tools, args, work: Path) -> int:
           + (f", BPFKIT_WORKERS={args.workers}" if args.workers else "")
           + ("; runs tcpdump's program (--prog)" if args.prog else
              "; compiles the expression itself"))
+    base_env = bpfkit_env(args.workers, args.base.resolve()) if args.base else None
+    if base_env:
+        print(f"\nbase: the same with PYTHONPATH={base_env['PYTHONPATH']}")
     if "bpfkit" in tools:
         try:
             start = [run_cmd(bpfkit_cmd() + ["filter", "--help"], env=env)
@@ -521,11 +530,11 @@ def bench(src: Path, cases, tools, args, work: Path) -> int:
                     if tool == "tcpdump":
                         times[tool].append(run_cmd(["tcpdump", "-r", str(src), "-w", str(out),
                                                     case.expr]))
-                    elif tool == "bpfkit":
+                    elif tool in ("bpfkit", "base"):
                         what = ["--prog", str(prog)] if args.prog else ["--", case.expr]
                         times[tool].append(run_cmd(bpfkit_cmd() + ["filter", "-r", str(src),
                                                                    "-w", str(out)] + what,
-                                                   env=env))
+                                                   env=env if tool == "bpfkit" else base_env))
                     elif tool in ("dpkt", "scapy"):
                         pred = case.dpkt_pred if tool == "dpkt" else case.scapy_pred
                         if pred is None:
@@ -541,16 +550,17 @@ def bench(src: Path, cases, tools, args, work: Path) -> int:
                 except (RuntimeError, OSError) as e:
                     errors[tool] = str(e).splitlines()[0][:200]
         loads[case.label] = (load0, loadavg())
-        for tool in ("tcpdump", "bpfkit"):
+        for tool in ("tcpdump", "bpfkit", "base"):
             if tool in tools and tool not in errors:
                 kept[tool] = tcpdump_count(outs[tool])
         base = statistics.median(times["tcpdump"]) if times.get("tcpdump") else None
-        same_records = None
-        if "bpfkit" in kept and "tcpdump" in kept:
-            if kept["bpfkit"] != kept["tcpdump"]:
-                mismatches.append(f"!!! MISMATCH on {case.label!r}: bpfkit kept {kept['bpfkit']:,}, "
-                                  f"tcpdump kept {kept['tcpdump']:,} !!!")
-            same_records = records_digest(outs["bpfkit"]) == records_digest(outs["tcpdump"])
+        same_records = {}
+        for tool in ("bpfkit", "base"):
+            if tool in kept and "tcpdump" in kept:
+                if kept[tool] != kept["tcpdump"]:
+                    mismatches.append(f"!!! MISMATCH on {case.label!r}: {tool} kept "
+                                      f"{kept[tool]:,}, tcpdump kept {kept['tcpdump']:,} !!!")
+                same_records[tool] = records_digest(outs[tool]) == records_digest(outs["tcpdump"])
         for tool in tools:
             note = ""
             if tool in errors:
@@ -567,9 +577,13 @@ def bench(src: Path, cases, tools, args, work: Path) -> int:
                 kshow = f"{kept[tool]:,}"
             if tool in ("dpkt", "scapy") and ref is not None and kept[tool] != ref:
                 note = (note + "; " if note else "") + f"tcpdump keeps {ref:,} here"
-            if tool == "bpfkit" and same_records is not None:
+            if tool in same_records:
                 note = (note + "; " if note else "") + \
-                    ("records identical to tcpdump's" if same_records else "RECORDS DIFFER from tcpdump's")
+                    ("records identical to tcpdump's" if same_records[tool]
+                     else "RECORDS DIFFER from tcpdump's")
+                if not same_records[tool]:
+                    mismatches.append(f"!!! {tool}'s records differ from tcpdump's on "
+                                      f"{case.label!r} !!!")
             ratio = f"{med / base:.2f}" if base else "—"
             rows.append((case.label, ninsn, tool, f"{med:.3f}", ratio, kshow, note))
 
