@@ -25,6 +25,8 @@ their output records (everything after the 24-byte file header) are compared byt
 The Python loops' counts are compared with tcpdump's on the same (subset) file.
 The load average (/proc/loadavg, 1 minute) is printed before and after each expression:
 the machine may be shared, and the ratios are only as good as the load was steady.
+Before each timed command the script calls sync(2) (untimed; --no-sync: not): without it,
+each run pays for writing back the output of the runs before it.
 
 --rss FILE: run bpfkit and tcpdump once more each on FILE (e.g. a 2 GB capture) with the
 first expression and report peak memory: the largest peak RSS of any one process
@@ -258,7 +260,15 @@ def default_cases() -> list[Case]:
 
 # --- the runners -------------------------------------------------------------------
 
+SYNC = True
+
+
 def run_cmd(argv, env=None) -> float:
+    if SYNC:
+        # the previous runs' output is written back to disk before this one starts (not
+        # timed): otherwise every run pays for the write-back of the ones before it, the
+        # more so after an expression that keeps 200 MB a run
+        os.sync()
     t = time.perf_counter()
     r = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     dt = time.perf_counter() - t
@@ -456,7 +466,11 @@ def main(argv=None) -> int:
     ap.add_argument("--rss", type=Path, default=None, metavar="FILE",
                     help="also report the peak memory of bpfkit and tcpdump on FILE "
                          "(first expression)")
+    ap.add_argument("--no-sync", action="store_true",
+                    help="do not sync(2) before each timed command (see run_cmd)")
     args = ap.parse_args(argv)
+    global SYNC
+    SYNC = not args.no_sync
     if args.runs < 1:
         ap.error("--runs must be >= 1")
     tools = [t.strip() for t in args.tools.split(",") if t.strip()]

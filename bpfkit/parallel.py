@@ -52,6 +52,7 @@ PART_TARGET = 6                 # parts per process, about
 PART_BYTES = (16 << 20, 64 << 20)    # the size of a part is kept within these
 MAX_PARTS = 255                 # (part numbers are bytes in the claim pipe)
 PREFETCH = 4                    # parts a worker reads while the parent compiles
+BATCH_PACKETS = 1 << 18         # (filtering.BATCH_PACKETS)
 
 
 def filter_parallel(prog, run, capture, output, workers: int, strict: bool, progress,
@@ -280,7 +281,7 @@ class _Process:
     def reader(self, j: int) -> CaptureReader:
         span = (self.cuts[j], self.cuts[j + 1] if j + 1 < len(self.cuts) else None)
         return CaptureReader(self.capture, strict=False, _span=span, _head=self.head,
-                             _ahead=False)
+                             batch_packets=BATCH_PACKETS, _ahead=False, _whole=True)
 
     def filter(self, j: int, poll, progress=None, base: int = 0, indexed=None):
         """Filter part j; poll() between batches.  Returns its report.  indexed: (its
@@ -602,7 +603,8 @@ class _Run(_Process):
             try:
                 # (the reader reports its problems itself, counting the records before)
                 with CaptureReader(self.capture, strict=self.strict, _span=(stopped, None),
-                                   _records_before=read, _head=self.head) as rest:
+                                   _records_before=read, _head=self.head,
+                                   batch_packets=BATCH_PACKETS, _whole=True) as rest:
                     for batch in rest:
                         read += len(batch)
                         ix = np.flatnonzero(self.run(self.prog, batch))

@@ -447,7 +447,8 @@ class CaptureReader:
 
     def __init__(self, source, *, batch_packets: int = 65536, batch_bytes: int = 64 << 20,
                  strict: bool = False, _vector: bool = True, _span=None,
-                 _records_before: int = 0, _head: int = 0, _ahead: Optional[bool] = None):
+                 _records_before: int = 0, _head: int = 0, _ahead: Optional[bool] = None,
+                 _whole: bool = False):
         if batch_packets < 1 or batch_bytes < 1:
             raise UsageError("batch_packets and batch_bytes must be at least 1")
         self.batch_packets = int(batch_packets)
@@ -457,6 +458,7 @@ class CaptureReader:
         self.problems: list[CaptureError] = []
         self._raw_problems: list[tuple[str, int, int]] = []    # (message, offset, records)
         self._records_before = _records_before    # added to a problem's count of records
+        self._whole = _whole                      # see _batches
         self.format: Optional[str] = None
         self.linktype = 1
         self.snaplen = DEFAULT_SNAPLEN
@@ -549,6 +551,14 @@ class CaptureReader:
             self._report(p)
 
     def _batches(self) -> Iterator[PacketBatch]:
+        if self._whole:
+            # each walk's records as they come (split where over the limits), never
+            # joined with the next walk's: no copying for a consumer that does not mind
+            # batches of uneven size
+            for ch in self._chunks():
+                yield from self._flush(ch, final=True)
+            self._report_pending()
+            return
         pend: Optional[_Chunk] = None
         for ch in self._chunks():
             if pend is not None and _key(ch) != _key(pend):
