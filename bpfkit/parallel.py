@@ -167,50 +167,98 @@ def _drop_pages(batch: PacketBatch) -> None:
         _madvise(start, stop - start, mmap.MADV_DONTNEED)
 
 
+WRITE_BYTES = 16 << 20          # packet bytes per write: the pages it maps, at most
+
+
+class _Writes:
+    """A process's writes, one at a time, on one thread, in the order given: each a
+    slice of a batch of at most WRITE_BYTES of packet data, whose pages of the input
+    map are handed back once written (_drop_pages).  So the pages that writing maps
+    again stay few, however many parts get their offsets at once."""
+
+    def __init__(self):
+        import queue
+        import threading
+        self.todo: queue.Queue = queue.Queue()
+        self.error: Optional[BaseException] = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def put(self, writer: CaptureWriter, batch: PacketBatch) -> None:
+        if self.error is not None:
+            err, self.error = self.error, None
+            raise err
+        cum = np.cumsum(batch.caplen, dtype=np.int64)
+        start = 0
+        while start < len(batch):
+            base = int(cum[start - 1]) if start else 0
+            stop = max(start + 1, int(np.searchsorted(cum, base + WRITE_BYTES, side="right")))
+            self.todo.put((writer, batch[start:stop]))
+            start = stop
+
+    def _run(self) -> None:
+        while True:
+            item = self.todo.get()
+            try:
+                if item is None:
+                    return
+                writer, batch = item
+                if self.error is None:
+                    writer.write(batch)
+                    _drop_pages(batch)
+            except BaseException as e:          # raised by the next put() or wait()
+                self.error = e
+            finally:
+                self.todo.task_done()
+
+    def wait(self, raise_error: bool = True) -> None:
+        """Until everything given so far is written."""
+        self.todo.join()
+        if self.error is not None and raise_error:
+            err, self.error = self.error, None
+            raise err
+
+    def stop(self) -> None:
+        self.todo.put(None)
+        self.thread.join()
+
+
 class _Part:
     """What a process kept of one part: held until the part's offset is known, then
-    written there on a writer thread (later batches go straight to it)."""
+    written there (by the process's _Writes; later batches go straight to it)."""
 
-    def __init__(self, output, hdr):
-        self.output, self.hdr = output, hdr
+    def __init__(self, output, hdr, writes: _Writes):
+        self.output, self.hdr, self.writes = output, hdr, writes
         self.held: list[PacketBatch] = []
         self.writer = None
-        self.out = None
 
     def add(self, sel: PacketBatch) -> None:
         if self.output is None:
             return
-        if self.out is not None:
-            self.out.write(sel)
+        if self.writer is not None:
+            self.writes.put(self.writer, sel)
         else:
             self.held.append(sel)
 
     def place(self, at: int) -> None:
-        from .filtering import _Background
         if self.output is None or self.writer is not None:
             return
         lt, snap, nanos = self.hdr
         self.writer = CaptureWriter.resume(self.output, at, linktype=lt, snaplen=snap,
                                            nanos=nanos)
-        self.out = _Background(self.writer, after=_drop_pages)
-        if self.held:
-            self.out.write(_join(self.held) if len(self.held) > 1 else self.held[0])
-            self.held = []
+        for b in self.held:
+            self.writes.put(self.writer, b)
+        self.held = []
 
-    def finish(self) -> None:
-        if self.out is not None:
-            self.out.wait()
+    def close(self) -> None:
+        """After the process's writes are done."""
         if self.writer is not None:
             self.writer.close()
+            self.writer = None
 
     def abandon(self) -> None:
-        if self.out is not None:
-            self.out.wait(raise_error=False)
-        if self.writer is not None:
-            try:
-                self.writer.close()
-            except BpfError:
-                pass
+        """A dropped part: nothing of it was written (it had no offset)."""
+        self.held = []
 
 
 class _Header:
@@ -256,6 +304,7 @@ class _Process:
         self.run, self.capture, self.output = run, capture, output
         self.cuts, self.hdr, self.head, self.tokens = cuts, hdr, head, tokens
         self.prog = None
+        self.writes: Optional[_Writes] = None     # made at the first part (after the fork)
         self.parts: dict[int, _Part] = {}
         self.at: dict[int, int] = {}          # part -> offset in the output
         self.drop_after: Optional[int] = None
@@ -286,7 +335,9 @@ class _Process:
     def filter(self, j: int, poll, progress=None, base: int = 0, indexed=None):
         """Filter part j; poll() between batches.  Returns its report.  indexed: (its
         reader, the batches it gave) when it was read before the program came."""
-        part = self.parts[j] = _Part(self.output, self.hdr)
+        if self.writes is None and self.output is not None:
+            self.writes = _Writes()
+        part = self.parts[j] = _Part(self.output, self.hdr, self.writes)
         if j in self.at:
             part.place(self.at[j])
         read = kept = nbytes = 0
@@ -314,9 +365,23 @@ class _Process:
     def wait_program(self):
         raise NotImplementedError
 
-    def finish_parts(self) -> None:
-        for j in sorted(self.parts):
-            self.parts[j].finish()
+    def finish_parts(self, raise_error: bool = True) -> None:
+        """Wait for every write; close the parts' files."""
+        try:
+            if self.writes is not None:
+                self.writes.wait(raise_error)
+        finally:
+            errors = []
+            for j in sorted(self.parts):
+                try:
+                    self.parts[j].close()
+                except BpfError as e:
+                    errors.append(e)
+            if self.writes is not None:
+                self.writes.stop()
+                self.writes = None
+            if errors and raise_error:
+                raise errors[0]
 
 
 class _Child(_Process):
@@ -562,6 +627,8 @@ class _Run(_Process):
         finally:
             if header is not None:
                 header.wait(raise_error=False)
+            if self.writes is not None:
+                self.finish_parts(raise_error=False)
             for w in self.workers:
                 w.close(kill=not w.written)
             os.close(self.tokens_r)
