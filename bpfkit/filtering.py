@@ -215,7 +215,7 @@ BATCH_PACKETS = 1 << 18
 
 def _reader(capture, strict: bool) -> CaptureReader:
     return CaptureReader(capture, strict=strict, batch_packets=BATCH_PACKETS,
-                         _head=HEAD_BYTES, _whole=True)
+                         _head=HEAD_BYTES, _whole=True, _populate=False)
 
 
 def _kept(batch: PacketBatch, retval: np.ndarray) -> PacketBatch:

@@ -330,7 +330,8 @@ class _Process:
     def reader(self, j: int) -> CaptureReader:
         span = (self.cuts[j], self.cuts[j + 1] if j + 1 < len(self.cuts) else None)
         return CaptureReader(self.capture, strict=False, _span=span, _head=self.head,
-                             batch_packets=BATCH_PACKETS, _ahead=False, _whole=True)
+                             batch_packets=BATCH_PACKETS, _ahead=False, _whole=True,
+                             _populate=False)
 
     def filter(self, j: int, poll, progress=None, base: int = 0, indexed=None):
         """Filter part j; poll() between batches.  Returns its report.  indexed: (its
@@ -671,7 +672,8 @@ class _Run(_Process):
                 # (the reader reports its problems itself, counting the records before)
                 with CaptureReader(self.capture, strict=self.strict, _span=(stopped, None),
                                    _records_before=read, _head=self.head,
-                                   batch_packets=BATCH_PACKETS, _whole=True) as rest:
+                                   batch_packets=BATCH_PACKETS, _whole=True,
+                                   _populate=False) as rest:
                     for batch in rest:
                         read += len(batch)
                         ix = np.flatnonzero(self.run(self.prog, batch))

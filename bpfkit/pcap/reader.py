@@ -177,6 +177,10 @@ class _Source:
                 self.release(len(self.buf))
 
 
+def _no_prefetch(start: int, stop: int) -> None:
+    pass
+
+
 def _is_regular(mode: int) -> bool:
     return stat.S_ISREG(mode)
 
@@ -448,7 +452,7 @@ class CaptureReader:
     def __init__(self, source, *, batch_packets: int = 65536, batch_bytes: int = 64 << 20,
                  strict: bool = False, _vector: bool = True, _span=None,
                  _records_before: int = 0, _head: int = 0, _ahead: Optional[bool] = None,
-                 _whole: bool = False):
+                 _whole: bool = False, _populate: bool = True):
         if batch_packets < 1 or batch_bytes < 1:
             raise UsageError("batch_packets and batch_bytes must be at least 1")
         self.batch_packets = int(batch_packets)
@@ -478,14 +482,18 @@ class CaptureReader:
                 raise _Problem(f"truncated dump file; tried to read 4 file header bytes, only "
                                f"got {len(buf)}", 0)
             head = bytes(buf[:4])
+            # _populate=False: the pages are mapped as they are touched (the kernel maps
+            # 16 around each fault), which measured a little cheaper for filtering than
+            # mapping every page of a segment up front
+            prefetch = self._src.populate if _populate else _no_prefetch
             if pcapfile.is_pcap_magic(head):
-                self._recs = _PcapRecords(buf, _vector, self._src.populate, _span, _head)
+                self._recs = _PcapRecords(buf, _vector, prefetch, _span, _head)
                 self._src.released = self._recs.start - self._recs.start % mmap.PAGESIZE
                 self._prev_start = self._recs.start
             elif _span is not None:
                 raise UsageError("reading a span of records needs a classic pcap file")
             elif pcapng.is_pcapng_magic(head):
-                self._recs = _PcapngRecords(buf, _vector, self._src.populate)
+                self._recs = _PcapngRecords(buf, _vector, prefetch)
             else:
                 raise _Problem("unknown file format (not pcap or pcapng)", 0)
         except _Problem as p:
