@@ -14,7 +14,8 @@ For each expression (by default the five of issue 7):
              predicate that follows libpcap's generated code, dpkt.pcap.Writer (which
              writes wirelen = caplen: its output differs on truncated records);
   * scapy    the same with scapy's PcapReader / Ether / PcapWriter.
-The time of each is the median of --runs runs (tools interleaved within a run).  bpfkit and
+The time of each is the median of --runs runs (tools interleaved within a run); "CPU s" is
+the median user + system time of the command and the processes it waited for.  bpfkit and
 tcpdump are timed as whole commands (process start included; bpfkit run as the console
 script beside this Python, with bytecode caching on); the Python loops in-process from
 opening the input to closing the output.  dpkt and scapy run on the first
@@ -261,6 +262,7 @@ def default_cases() -> list[Case]:
 # --- the runners -------------------------------------------------------------------
 
 SYNC = True
+CPU: list[float] = []      # run_cmd appends the CPU seconds of each command it ran
 
 
 def run_cmd(argv, env=None) -> float:
@@ -269,9 +271,14 @@ def run_cmd(argv, env=None) -> float:
         # timed): otherwise every run pays for the write-back of the ones before it, the
         # more so after an expression that keeps 200 MB a run
         os.sync()
+    import resource
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
     r = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     dt = time.perf_counter() - t
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    # CPU seconds of the command and every process it waited for (its workers)
+    CPU.append(r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime)
     if r.returncode != 0:
         lines = r.stderr.decode(errors="replace").strip().splitlines() or ["(no message)"]
         raise RuntimeError(f"{Path(argv[0]).name} exit {r.returncode}: {lines[-1][:200]}")
@@ -531,6 +538,7 @@ def bench(src: Path, cases, tools, args, work: Path) -> int:
         prog.write_text(r.stdout)
         ninsn = int(r.stdout.split()[0])
         times: dict[str, list[float]] = {t: [] for t in tools}
+        cpus: dict[str, list[float]] = {t: [] for t in tools}
         kept: dict[str, int] = {}
         errors: dict[str, str] = {}
         outs = {t: work / f"out{ci}_{t}.pcap" for t in tools}
@@ -544,11 +552,13 @@ def bench(src: Path, cases, tools, args, work: Path) -> int:
                     if tool == "tcpdump":
                         times[tool].append(run_cmd(["tcpdump", "-r", str(src), "-w", str(out),
                                                     case.expr]))
+                        cpus[tool].append(CPU[-1])
                     elif tool in ("bpfkit", "base"):
                         what = ["--prog", str(prog)] if args.prog else ["--", case.expr]
                         times[tool].append(run_cmd(bpfkit_cmd() + ["filter", "-r", str(src),
                                                                    "-w", str(out)] + what,
                                                    env=env if tool == "bpfkit" else base_env))
+                        cpus[tool].append(CPU[-1])
                     elif tool in ("dpkt", "scapy"):
                         pred = case.dpkt_pred if tool == "dpkt" else case.scapy_pred
                         if pred is None:
@@ -578,7 +588,7 @@ def bench(src: Path, cases, tools, args, work: Path) -> int:
         for tool in tools:
             note = ""
             if tool in errors:
-                rows.append((case.label, ninsn, tool, "—", "—", "—", errors[tool]))
+                rows.append((case.label, ninsn, tool, "—", "—", "—", "—", errors[tool]))
                 continue
             med = statistics.median(times[tool])
             if tool in subsets:
@@ -599,10 +609,11 @@ def bench(src: Path, cases, tools, args, work: Path) -> int:
                     mismatches.append(f"!!! {tool}'s records differ from tcpdump's on "
                                       f"{case.label!r} !!!")
             ratio = f"{med / base:.2f}" if base else "—"
-            rows.append((case.label, ninsn, tool, f"{med:.3f}", ratio, kshow, note))
+            cpu = f"{statistics.median(cpus[tool]):.3f}" if cpus.get(tool) else "—"
+            rows.append((case.label, ninsn, tool, f"{med:.3f}", ratio, cpu, kshow, note))
 
-    print("| expression | insns | tool | seconds | × tcpdump | kept | note |")
-    print("|---|---:|---|---:|---:|---:|---|")
+    print("| expression | insns | tool | seconds | × tcpdump | CPU s | kept | note |")
+    print("|---|---:|---|---:|---:|---:|---:|---|")
     for r in rows:
         print("| " + " | ".join(str(c) for c in r) + " |")
     print()
