@@ -298,14 +298,19 @@ def _workers_for(capture, output, count, format, workers) -> int:
     """How many processes filter_capture uses (1: this one alone)."""
     if workers == 1 or count is not None or format != "pcap" or not hasattr(os, "fork"):
         return 1
+    if threading.active_count() > 1:
+        return 1                    # forking a process with threads: not worth the risk
     if not isinstance(capture, (str, os.PathLike)) or os.fspath(capture) == "-":
         return 1
     if output is not None:
         if not isinstance(output, (str, os.PathLike)) or os.fspath(output) == "-":
             return 1
         try:
-            if not stat.S_ISREG(os.stat(output).st_mode):
-                return 1            # a FIFO or device: written in order by one process
+            st = os.stat(output)
+            # a FIFO or device is written in order by one process; /dev/null takes anything
+            if not stat.S_ISREG(st.st_mode) and not (
+                    stat.S_ISCHR(st.st_mode) and os.path.samefile(output, os.devnull)):
+                return 1
         except FileNotFoundError:
             pass
         except OSError:

@@ -318,3 +318,28 @@ def test_compile_error_stops_the_workers(tmp_path, small_parts):
     from bpfkit.errors import CompileError
     with pytest.raises(CompileError):
         _filter(path, tmp_path / "x.pcap", "tcp port", 2)
+
+
+def test_dev_null_output_is_split_too(tmp_path, small_parts, runs):
+    import os
+    path = _capture(tmp_path, n=6000, seed=17)
+    one = _filter(path, None, "tcp", 1)
+    got = _filter(path, os.devnull, "tcp", 2)
+    assert runs and (got.packets, got.kept) == (one.packets, one.kept)
+
+
+def test_no_fork_while_other_threads_run(tmp_path, small_parts, runs):
+    import threading
+    path = _capture(tmp_path, n=6000, seed=19)
+    stop = threading.Event()
+    t = threading.Thread(target=stop.wait)
+    t.start()
+    try:
+        got = _filter(path, tmp_path / "t.pcap", "tcp", 2)
+    finally:
+        stop.set()
+        t.join()
+    assert not runs
+    _filter(path, tmp_path / "one.pcap", "tcp", 1)
+    assert (tmp_path / "t.pcap").read_bytes() == (tmp_path / "one.pcap").read_bytes()
+    assert got.packets == 6002
