@@ -139,16 +139,6 @@ def _record_bytes(sel: PacketBatch) -> int:
     return 16 * len(sel) + int(sel.caplen.sum(dtype=np.int64))
 
 
-def _join(parts: list[PacketBatch]) -> PacketBatch:
-    """Batches over one buffer as one batch (no packet bytes copied)."""
-    p0 = parts[0]
-    return PacketBatch(p0.buf, np.concatenate([p.offset for p in parts]),
-                       np.concatenate([p.caplen for p in parts]),
-                       np.concatenate([p.wirelen for p in parts]),
-                       np.concatenate([p.ts_ns for p in parts]),
-                       p0.linktype, p0.snaplen, p0.ts_nanos)
-
-
 # --- one part's output ---------------------------------------------------------------------
 
 def _drop_pages(batch: PacketBatch) -> None:
@@ -336,6 +326,8 @@ class _Process:
     def filter(self, j: int, poll, progress=None, base: int = 0, indexed=None):
         """Filter part j; poll() between batches.  Returns its report.  indexed: (its
         reader, the batches it gave) when it was read before the program came."""
+        if self.drop_after is not None and j > self.drop_after:
+            raise _Dropped
         if self.writes is None and self.output is not None:
             self.writes = _Writes()
         part = self.parts[j] = _Part(self.output, self.hdr, self.writes)
@@ -360,8 +352,10 @@ class _Process:
                     progress(base + read)
                 poll()
                 if self.drop_after is not None and j > self.drop_after:
+                    self.parts.pop(j, None)
                     raise _Dropped
-            return ("part", j, read, kept, nbytes, reader.stopped_at, reader._raw_problems)
+            return ("part", j, self.cuts[j], read, kept, nbytes, reader.stopped_at,
+                    reader._raw_problems)
 
     def wait_program(self):
         raise NotImplementedError
@@ -390,26 +384,29 @@ class _Child(_Process):
         super().__init__(*a)
         self.res, self.ctrl = res, ctrl
 
+    def claim(self) -> Optional[int]:
+        """The next part, and tell the parent where its walk starts."""
+        j = super().claim()
+        if j is not None:
+            _send(self.res, ("begin", j, self.cuts[j]))
+        return j
+
     def wait_program(self):
-        while True:
-            msg = _recv(self.ctrl)
-            if not isinstance(msg, tuple):
-                return msg
-            self.handle(msg)
+        while self.prog is None:
+            self.handle(_recv(self.ctrl))
+        return self.prog
 
     def handle(self, msg) -> None:
-        if msg[0] == "at":
+        if not isinstance(msg, tuple):
+            self.prog = msg                     # the program (the first message)
+        elif msg[0] == "at":
             self.offset(msg[1], msg[2])
         elif msg[0] == "drop":
             self.drop(msg[1])
 
     def poll(self) -> None:
         while _readable([self.ctrl]):
-            msg = _recv(self.ctrl)
-            if isinstance(msg, tuple):
-                self.handle(msg)
-            else:
-                self.prog = msg
+            self.handle(_recv(self.ctrl))
 
     def prefetch(self) -> list:
         """Until the program comes (the parent compiles it meanwhile): read the next
@@ -520,11 +517,15 @@ class _Run(_Process):
         self.source, self.path, self.strict, self.progress = prog, path, strict, progress
         self.nworkers = workers
         self.workers: list[_Worker] = []
+        self.starts: dict[int, int] = {}      # part -> where its owner started its walk
         self.reports: dict[int, tuple] = {}
-        self.verified = 0                     # parts 0..verified-1 verified
+        self.next = 0                         # parts before this one are verified
+        self.chain_at = cuts[0]               # where the verified chain goes on
+        self.at_next = None                   # the offset of the next part's records
+        self.at0: Optional[int] = None        # part 0's: after the file header
         self.read_before = 0                  # packets in the verified parts
         self.kept_before = 0
-        self.failure = None                   # ("resume", j, offset) or ("problem", j, err)
+        self.failure = None                   # ("resume", offset, at) or ("problem", err)
         self.read_own = 0
 
     # --- the parent's side of the protocol ---
@@ -542,7 +543,10 @@ class _Run(_Process):
             if msg[0] == "error":
                 _, text, bpf = msg
                 raise (BpfError(text) if bpf else BpfError(f"filter worker failed: {text}"))
-            if msg[0] == "part":
+            if msg[0] == "begin":
+                self.starts[msg[1]] = msg[2]
+                self.advance()
+            elif msg[0] == "part":
                 self.report(msg)
             elif msg[0] == "idle":
                 w.idle = True
@@ -558,34 +562,46 @@ class _Run(_Process):
         self.advance()
 
     def advance(self) -> None:
-        """Verify parts in order; give each verified part's successor its offset."""
-        while self.failure is None and self.verified in self.reports:
-            j = self.verified
-            _, _, read, kept, nbytes, stopped, problems = self.reports[j]
-            nxt = self.at[j] + nbytes
-            if problems:
-                message, offset, records = problems[0]
-                err = CaptureError(message, path=self.path, offset=offset,
-                                   records=self.read_before + records)
-                self.fail(("problem", j, err), read, kept)
+        """Verify the parts in order: part j is on the chain iff its walk started where
+        the verified chain is (where part j-1's walk stopped; part 0 at the first
+        record).  Only then does it get its offset in the output, the one after part
+        j-1's records: nothing off the chain is ever written."""
+        while self.failure is None and self.next < len(self.cuts):
+            j = self.next
+            if j not in self.starts:
+                return                      # not begun yet
+            if self.starts[j] != self.chain_at:
+                # a wrong guess for part j's start: it and the parts after it are void
+                self.fail(("resume", self.chain_at, self.at_next), j - 1)
                 return
-            if j + 1 < len(self.cuts) and stopped != self.cuts[j + 1]:
-                self.fail(("resume", j, stopped, nxt), read, kept)
+            if j not in self.at:
+                if j == 0:
+                    if self.at0 is None:
+                        return              # the header is not written yet
+                    self.at_next = self.at0
+                self.broadcast(("at", j, self.at_next))
+                self.offset(j, self.at_next)
+            if j not in self.reports:
                 return
-            self.verified += 1
+            _, _, _, read, kept, nbytes, stopped, problems = self.reports[j]
             self.read_before += read
             self.kept_before += kept
-            if j + 1 < len(self.cuts):
-                self.broadcast(("at", j + 1, nxt))
-                self.offset(j + 1, nxt)
+            self.at_next = self.at[j] + nbytes
+            self.next += 1
+            if problems:
+                # bad data: the chain ends in part j (libpcap stops there too)
+                message, offset, records = problems[0]
+                err = CaptureError(message, path=self.path, offset=offset,
+                                   records=self.read_before - read + records)
+                self.fail(("problem", err), j)
+                return
+            self.chain_at = stopped
 
-    def fail(self, failure, read, kept) -> None:
-        """Part failure[1] is the last the chain gets to: the parts after it are void."""
+    def fail(self, failure, last: int) -> None:
+        """Part `last` is the last one on the chain: the parts after it are void."""
         self.failure = failure
-        self.read_before += read
-        self.kept_before += kept
-        self.broadcast(("drop", failure[1]))
-        self.drop(failure[1])
+        self.broadcast(("drop", last))
+        self.drop(last)
 
     # --- the run ---
     def go(self):
@@ -605,18 +621,19 @@ class _Run(_Process):
                 header = _Header(self.output, self.hdr)
             self.prog = _program(self.source, PacketBatch.empty(*self.hdr))
             self.broadcast(self.prog)
-            at0 = header.wait() if header is not None else 0
-            self.broadcast(("at", 0, at0))
-            self.offset(0, at0)
+            self.at0 = header.wait() if header is not None else 0
+            self.advance()
             while True:
                 j = self.claim()
                 if j is None:
                     break
+                self.starts[j] = self.cuts[j]
+                self.advance()
                 try:
                     report = self.filter(j, self.poll, self.progress, self.read_own)
                 except _Dropped:
                     break
-                self.read_own += report[2]
+                self.read_own += report[3]
                 self.report(report)
                 self.poll()
             # wait for the workers' reports and writes
@@ -660,7 +677,7 @@ class _Run(_Process):
         problems: list[CaptureError] = []
         f = self.failure
         if f is not None and f[0] == "resume":
-            _, j, stopped, at = f
+            _, stopped, at = f
             from .filtering import _Background
             writer = out = None
             if self.output is not None:
@@ -694,7 +711,7 @@ class _Run(_Process):
                 if writer is not None:
                     writer.close()
         elif f is not None:
-            err = f[2]
+            err = f[1]
             if self.strict:
                 raise err
             warnings.warn(CaptureWarning(str(err)), stacklevel=4)

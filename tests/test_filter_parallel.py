@@ -343,3 +343,40 @@ def test_no_fork_while_other_threads_run(tmp_path, small_parts, runs):
     _filter(path, tmp_path / "one.pcap", "tcp", 1)
     assert (tmp_path / "t.pcap").read_bytes() == (tmp_path / "one.pcap").read_bytes()
     assert got.packets == 6002
+
+
+def test_random_damage_and_guesses(tmp_path, small_parts, monkeypatch):
+    """Random captures, some damaged or cut short, with part boundaries guessed wrong
+    at random -- differently in each process (each draws from its own copy of the
+    generator after the fork): whatever the processes guess, the output, counts and
+    warnings are those of one process."""
+    real = reader_mod._PcapRecords.boundaries
+    for it in range(12):
+        rng = random.Random(1000 + it)
+        pk = [synthetic_packet(rng) for _ in range(rng.randrange(2000, 7000))]
+        b = PacketBatch.from_packets([p for p, _ in pk], wirelen=[w for _, w in pk],
+                                     ts_ns=[1_700_000_000 * 10**9 + i for i in range(len(pk))])
+        path = tmp_path / "r.pcap"
+        write_capture(str(path), b)
+        data = bytearray(path.read_bytes())
+        mode = rng.choice(["ok", "damage", "cut"])
+        if mode == "damage":
+            k = rng.randrange(len(b))
+            rec = 24 + 16 * k + int(b.offset[k])            # record k's header
+            data[rec + 8:rec + 12] = (0x7FFFFFFF).to_bytes(4, "little")
+        elif mode == "cut":
+            data = data[:-rng.randrange(1, 40)]
+        path.write_bytes(bytes(data))
+        shift = rng.choice([0, 1, 3, 8])
+
+        def guess(self, targets, window=1 << 16, shift=shift, rng=rng):
+            return [c + shift if c >= 0 and rng.random() < 0.5 else c
+                    for c in real(self, targets, window)]
+        monkeypatch.setattr(reader_mod._PcapRecords, "boundaries", guess)
+        expr = rng.choice(["tcp", "udp port 53", "", "ip6 or arp"])
+        got = []
+        for w in (1, 2, 3):
+            s = _filter(path, tmp_path / f"o{w}.pcap", expr, w)
+            got.append((s.packets, s.kept, [str(p) for p in s.problems],
+                        (tmp_path / f"o{w}.pcap").read_bytes()))
+        assert got[0] == got[1] == got[2], (it, mode, shift, expr)
