@@ -20,6 +20,10 @@ e.g. `tcpdump -ddd` output).  With none of them every packet is kept.
 The output keeps the input's link type, snapshot length and timestamp precision, like
 `tcpdump -r IN -w OUT`.  Without -w, the number of matching packets is printed.
 
+A classic pcap file of 96 MB or more, written to a file (or counted), is filtered by one
+process per CPU, each on its own parts of the file; the output is the same, byte for byte.
+BPFKIT_WORKERS=N sets the number of processes (1: this one alone).
+
 examples:
   bpfkit filter -r pcaps/sample.pcap -w http.pcap 'tcp port 80 and not host 10.0.0.1'
   bpfkit filter -r big.pcap -c 100 -w first100.pcap udp port 53
