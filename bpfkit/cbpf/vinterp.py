@@ -243,6 +243,23 @@ class _Runner:
             cnt = max(len(buf) - size + 1, 0)
             self.views[size] = (np.ndarray((cnt,), dt, buffer=buf, offset=0, strides=(1,))
                                 if cnt else np.zeros(0, dt))
+        # The batch's head (the first bytes of every packet, next to each other; see
+        # PacketBatch.head): loads inside it read there, a few MB the CPU caches hold,
+        # instead of all over the capture.  Same big-endian views, at every byte of it.
+        self.hwidth = 0
+        head = getattr(batch, "head", None)
+        if (head is not None and head.dtype == np.uint8 and head.ndim == 2
+                and len(head) == len(self.offset) and len(head) and head.shape[1] >= 4
+                and head.strides[1] == 1 and head.strides[0] >= head.shape[1]):
+            self.head = head            # the views below point into it
+            self.hwidth = head.shape[1]
+            self.hstride = head.strides[0]
+            span = (len(head) - 1) * self.hstride + self.hwidth
+            strided = np.lib.stride_tricks.as_strided
+            self.hviews = {1: strided(head, (span,), (1,))}
+            for size, dt in ((2, ">u2"), (4, ">u4")):
+                first = head[0, :size].view(dt)     # the dtype, at head's first byte
+                self.hviews[size] = strided(first, (span - size + 1,), (1,))
 
     # --- packet loads ---------------------------------------------------------
     def _load(self, ln: _Lanes, pos, size: int) -> tuple[_Lanes, np.ndarray]:
@@ -255,6 +272,22 @@ class _Runner:
             ln = ln.take(ok)
             if not isinstance(pos, int):
                 pos = pos.take(ix)
+        if self.hwidth:
+            if isinstance(pos, int):
+                if pos + size <= self.hwidth:
+                    return ln, self.hviews[size][ln.idx * self.hstride + pos].astype(_U32)
+                inside = None
+            else:
+                inside = pos + size <= self.hwidth
+                if inside.all():
+                    return ln, self.hviews[size][ln.idx * self.hstride + pos].astype(_U32)
+            if inside is not None and inside.any():
+                val = np.empty(len(ln), _U32)
+                h = np.flatnonzero(inside)
+                f = np.flatnonzero(~inside)
+                val[h] = self.hviews[size][ln.idx.take(h) * self.hstride + pos.take(h)]
+                val[f] = self.views[size][self.offset.take(ln.idx.take(f)) + pos.take(f)]
+                return ln, val
         base = self.offset.take(ln.idx) + pos
         # plain indexing, not take(): take is slow on the unaligned views
         return ln, self.views[size][base].astype(_U32)
@@ -373,7 +406,52 @@ class _Runner:
         ln.a = ln.a.astype(_U32, copy=False)
         return ln
 
+    chains: dict = {}
+    pending: dict = {}
+
+    def _chain(self, ch: _Chain, ln: _Lanes, push) -> None:
+        """A run of jeq tests (see _jeq_chains), with the lanes at its first test and
+        those waiting at its others."""
+        parts, entry = [ln], [np.zeros(len(ln), np.int64)]
+        for addr in range(ch.start + 1, ch.end + 1):
+            waiting = self.pending.pop(addr, None)
+            if waiting is not None:
+                m = _merge(waiting)
+                parts.append(m)
+                entry.append(np.full(len(m), addr, np.int64))
+        if len(parts) > 1:
+            ln = _merge(parts)
+            entry = np.concatenate(entry)
+        else:
+            entry = None
+        a = ln.a
+        i = np.searchsorted(ch.keys, a)
+        np.minimum(i, len(ch.keys) - 1, out=i)
+        hit = ch.keys[i] == a
+        if entry is not None:
+            hit &= ch.where[i] >= entry
+        nhit = int(np.count_nonzero(hit))
+        if nhit == 0:
+            push(ch.miss, ln)
+            return
+        if nhit < len(ln):
+            push(ch.miss, ln.take(~hit))
+            hl = ln.take(hit)
+            tgt = ch.target[i[hit]]
+        else:
+            hl, tgt = ln, ch.target[i]
+        first = int(tgt[0])
+        if (tgt == first).all():
+            push(first, hl)
+            return
+        for t in np.unique(tgt).tolist():
+            push(t, hl.take(tgt == t))
+
     def _cjump(self, pc: int, ins: Insn, ln: _Lanes, push) -> None:
+        ch = self.chains.get(pc)
+        if ch is not None:
+            self._chain(ch, ln, push)
+            return
         t, f = pc + 1 + ins.jt, pc + 1 + ins.jf
         if t == f:
             push(t, ln)
@@ -399,22 +477,101 @@ class _Runner:
             push(f, ln.take(~cond))
 
 
+# --- chains of `jeq #k` on one A: a set lookup instead of one split per key -----------
+# libpcap compiles `host a or host b or ...` (and port lists, and `ether proto` lists) to
+# runs of `jeq #k_i jt T_i jf <next>`: A against one key after another, the false branch
+# falling into the next test.  Run one at a time, each test splits all the lanes still
+# in the run.  Instead the whole run is one sorted lookup: a lane goes to T_i for the
+# first key equal to A (from the test it entered the run at), else to the last test's
+# false target.  Lanes may enter a run in its middle (a jump to one of its tests); they
+# are only matched against the keys from there on.
+
+MIN_CHAIN = 4
+_JEQ_K = BPF_JMP | BPF_JEQ | BPF_K
+
+
+@dataclass(frozen=True)
+class _Chain:
+    start: int               # address of the first test
+    end: int                 # address of the last test
+    keys: np.ndarray         # uint32, sorted
+    where: np.ndarray        # int64, address of the test of each sorted key
+    target: np.ndarray       # int64, its true target
+    miss: int                # the last test's false target
+
+
+def _jeq_chains(insns: tuple[Insn, ...]) -> dict[int, _Chain]:
+    """The runs of at least MIN_CHAIN `jeq #k` tests described above, by first address:
+    distinct keys, every true target past the run.  None when the program jumps
+    backwards (a lane could then come back into a run already taken)."""
+    n = len(insns)
+    if any(i.code == BPF_JMP | BPF_JA and i.sk < 0 for i in insns):
+        return {}
+    chains = {}
+    pc = 0
+    while pc < n:
+        end = pc
+        while (insns[end].code == _JEQ_K and end + 1 < n and insns[end].jf == 0
+               and insns[end + 1].code == _JEQ_K):
+            end += 1
+        if insns[pc].code == _JEQ_K and end - pc + 1 >= MIN_CHAIN:
+            run = insns[pc:end + 1]
+            keys = [i.k for i in run]
+            targets = [pc + j + 1 + i.jt for j, i in enumerate(run)]
+            if len(set(keys)) == len(keys) and min(targets) > end:
+                order = np.argsort(np.array(keys, np.uint32), kind="stable")
+                chains[pc] = _Chain(pc, end, np.array(keys, np.uint32)[order],
+                                    (pc + order).astype(np.int64),
+                                    np.array(targets, np.int64)[order],
+                                    end + 1 + insns[end].jf)
+                pc = end + 1
+                continue
+        pc = max(end, pc) + 1
+    return chains
+
+
+@dataclass(frozen=True)
+class _Plan:
+    ends: dict
+    live: list
+    chains: dict
+
+
+_plans: dict = {}
+
+
+def _plan(prog: Program) -> _Plan:
+    """The per-program analysis (validation, blocks, liveness, jeq runs), made once per
+    program (a capture is many batches)."""
+    key = prog.insns
+    plan = _plans.get(key)
+    if plan is None:
+        from .validate import validate
+        validate(prog, "libpcap")
+        plan = _Plan(_blocks(key), _liveness(key), _jeq_chains(key))
+        if len(_plans) > 64:
+            _plans.clear()
+        _plans[key] = plan
+    return plan
+
+
 def run_batch(prog: Program, batch: "PacketBatch") -> np.ndarray:
     """Run classic BPF ``prog`` on every packet of ``batch`` with libpcap 1.10.3
     bpf_filter semantics; returns the uint32 return values, one per packet."""
-    from .validate import validate
     if not isinstance(prog, Program):
         prog = Program(prog)
-    validate(prog, "libpcap")
+    plan = _plan(prog)
     insns = prog.insns
     n = len(batch)
     runner = _Runner(insns, batch)
     if n == 0:
         return runner.result
-    ends = _blocks(insns)
-    live = _liveness(insns)
+    ends = plan.ends
+    live = plan.live
     pending: dict[int, list[_Lanes]] = {}
     heap: list[int] = []
+    runner.chains = plan.chains
+    runner.pending = pending
 
     def push(addr: int, ln: _Lanes) -> None:
         if not len(ln):
@@ -437,6 +594,8 @@ def run_batch(prog: Program, batch: "PacketBatch") -> np.ndarray:
                    {}, None))
     while heap:
         addr = heapq.heappop(heap)
-        ln = _merge(pending.pop(addr))
-        runner.run_block(addr, ends[addr], ln, push)
+        parts = pending.pop(addr, None)
+        if parts is None:
+            continue                # lanes a jeq run took (_Runner._chain)
+        runner.run_block(addr, ends[addr], _merge(parts), push)
     return runner.result

@@ -7,7 +7,7 @@ Python objects are made unless you ask for them (indexing, iteration).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Sequence
+from typing import Iterable, Iterator, Optional, Sequence
 
 import numpy as np
 
@@ -26,11 +26,18 @@ class PacketBatch:
     linktype: int = 1        # raw LINKTYPE_* value from the file, FCS bits kept
     snaplen: int = DEFAULT_SNAPLEN
     ts_nanos: bool = False   # True when the source carried sub-microsecond precision
+    # None, or uint8[N, H]: each packet's first H bytes, copied next to each other (past
+    # caplen: whatever follows the packet in buf, or zeros).  A cache the reader fills
+    # while the bytes are in the CPU's caches: engines read packet headers from it (one
+    # contiguous block) instead of from all over buf.  Loads still check caplen.
+    head: Optional[np.ndarray] = None
 
     def __post_init__(self):
         n = len(self.offset)
         if not (len(self.caplen) == len(self.wirelen) == len(self.ts_ns) == n):
             raise BpfError("PacketBatch columns have different lengths")
+        if self.head is not None and (self.head.ndim != 2 or len(self.head) != n):
+            raise BpfError("PacketBatch head has the wrong shape")
 
     # --- construction ----------------------------------------------------
     @classmethod
@@ -94,7 +101,8 @@ class PacketBatch:
             return self.packet(int(key))
         # slice, boolean mask or index array -> a new batch sharing buf
         return PacketBatch(self.buf, self.offset[key], self.caplen[key], self.wirelen[key],
-                           self.ts_ns[key], self.linktype, self.snaplen, self.ts_nanos)
+                           self.ts_ns[key], self.linktype, self.snaplen, self.ts_nanos,
+                           None if self.head is None else self.head[key])
 
     def __iter__(self) -> Iterator[tuple[int, memoryview]]:
         for i in range(len(self)):

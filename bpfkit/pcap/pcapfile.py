@@ -113,6 +113,7 @@ class RecordChain:
         self.hdr = hdr
         self.end = end
         self.u32 = u32_view(buf, hdr.big)
+        self._cap = self.u32[8:]            # caplen (version >= 2.4 order) of a record at i
         self._order = ">" if hdr.big else "<"
         self._u4 = np.dtype(self._order + "u4")
         self.v16 = np.ndarray((max(len(buf) - 15, 0),), dtype="V16", buffer=buf, offset=0,
@@ -153,6 +154,20 @@ class RecordChain:
             bad |= ~full
         return nxt, bad.astype(np.int8) * np.int8(chain.BAD), rows
 
+    def step_offsets(self, pos):
+        """step() without the header rows (chain._lockstep_offsets): (next offsets, None
+        when every record is good, else a bool array of the bad ones).  Reads only
+        caplen."""
+        hs = self.hdr.hdrsize
+        if self.hdr.lengths != NOT_SWAPPED or int(pos.max()) > self.end - hs:
+            nxt, st, _ = self.step(pos)
+            return nxt, (st != chain.OK) if st.any() else None
+        cap = self._cap[pos]
+        nxt = pos + hs + cap.astype(np.int64)
+        if int(cap.max()) > self.hdr.max_caplen or int(nxt.max()) > self.end:
+            return nxt, (cap > self.hdr.max_caplen) | (nxt > self.end)
+        return nxt, None
+
     def scalar_step(self, pos):
         hs = self.hdr.hdrsize
         if self.end - pos < hs:
@@ -179,21 +194,23 @@ class RecordChain:
         # one cheap test over the whole grid, the rest on the few positions that pass:
         # caplen <= snapshot < 2^24 needs the most significant byte of caplen to be 0
         field = 12 if self.hdr.lengths == SWAPPED else 8
+        # seconds within a year (< 2^25 s) of the first record's have a most significant
+        # byte within 2 of its: this drops zero runs and most payload bytes
+        top = np.uint8(((self._sec0 >> 24) - 2) & 0xFF)
+        smsb = grid(self.buf[first + (0 if self.hdr.big else 3):], (lanes, width), (stride, 1))
         if self.hdr.snapshot < (1 << 24):
             msb = field if self.hdr.big else field + 3
-            g = grid(self.buf[first + msb:], (lanes, width), (stride, 1))
-            flat = np.flatnonzero(g == 0)
+            g = grid(self.buf[first + msb:], (lanes, width), (stride, 1)) == 0
+            # (the other length is most likely < 2^24 too: a guess, like all of this)
+            other = (28 - field) if self.hdr.big else (31 - field)
+            g &= grid(self.buf[first + other:], (lanes, width), (stride, 1)) == 0
         else:
             f = grid(self.u32[first + field:], (lanes, width), (stride, 1))
-            flat = np.flatnonzero((f - np.uint32(1)) < np.uint32(self.hdr.snapshot))
+            g = (f - np.uint32(1)) < np.uint32(self.hdr.snapshot)
+        g &= (smsb - top) <= np.uint8(4)
+        flat = np.flatnonzero(g)
         li, ci = np.divmod(flat, width)
         pos = first + li * stride + ci
-        # and seconds within a year (< 2^25 s) of the first record's have a most
-        # significant byte within 2 of its: this drops zero runs and most payload bytes
-        # before the dearer header hops
-        top = np.uint8(((self._sec0 >> 24) - 2) & 0xFF)
-        near = (self.buf[pos + (0 if self.hdr.big else 3)] - top) <= np.uint8(4)
-        li, ci, pos = li[near], ci[near], pos[near]
         ok = self._hops(pos, 3)
         out[li[ok], ci[ok]] = True
         return out
@@ -247,6 +264,17 @@ class RecordChain:
                         f"bytes, only got {got}")
         return f"truncated dump file; tried to read {cap} captured bytes, only got {got}"
 
+    def records(self, offsets: np.ndarray, width: int):
+        """columns() of the records at `offsets` (ascending), and each packet's first
+        `width` bytes as a uint8[n, width] view (PacketBatch.head).  Each record header
+        is read together with the start of its packet, in one pass in file order."""
+        hs = self.hdr.hdrsize
+        rec = gather_rows(self.buf, offsets, hs + width)
+        n = len(offsets)
+        rows = np.ndarray((n, 4), dtype=self._u4, buffer=rec, offset=0,
+                          strides=(hs + width, 4)).astype(np.uint32)
+        return self.columns(offsets, rows) + (rec[:, hs:],)
+
     def columns(self, offsets: np.ndarray, rows: np.ndarray):
         """(data offset, caplen, wirelen, ts_ns) of the records at `offsets` whose
         header rows are `rows`."""
@@ -266,6 +294,30 @@ class RecordChain:
             frac = rows[:, 1].view(np.int32).astype(np.int64)
         ts = sec * 1_000_000_000 + (frac if self.hdr.nanos else frac * 1000)
         return offsets + self.hdr.hdrsize, cap.astype(np.uint32), wire.astype(np.uint32), ts
+
+
+def gather_rows(buf: np.ndarray, offsets: np.ndarray, width: int) -> np.ndarray:
+    """uint8[n, width], C-contiguous: the `width` bytes of buf from each of `offsets`
+    (ascending; zeros past the end of buf).  One gather of opaque `width`-byte items."""
+    n = len(offsets)
+    last = len(buf) - width          # the last offset with `width` bytes after it
+    if n == 0:
+        return np.zeros((0, width), np.uint8)
+    if last < 0:
+        out = np.zeros((n, width), np.uint8)
+        k = 0
+    else:
+        v = np.ndarray((last + 1,), f"V{width}", buffer=buf, offset=0, strides=(1,))
+        over = int(offsets[-1]) > last
+        out = v[np.minimum(offsets, last) if over else offsets].view(np.uint8).reshape(n, width)
+        if not over:
+            return out
+        k = int(np.searchsorted(offsets, last, side="right"))
+    for i in range(k, n):               # the records within `width` bytes of the end
+        o = int(offsets[i])
+        out[i] = 0
+        out[i, :len(buf) - o] = buf[o:]
+    return out
 
 
 def file_header(linktype: int, snaplen: int, nanos: bool, big: bool = False) -> bytes:

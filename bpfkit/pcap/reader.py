@@ -72,6 +72,7 @@ class _Chunk:
     caplen: np.ndarray
     wirelen: np.ndarray
     ts_ns: np.ndarray
+    head: Optional[np.ndarray] = None     # PacketBatch.head
 
 
 class _Problem(Exception):
@@ -171,7 +172,13 @@ class _Source:
             try:
                 self.mm.close()
             except BufferError:
-                pass        # batches still use it; it goes when they do
+                # batches still use it; it goes when they do.  Meanwhile its pages leave
+                # this process (they come back if touched, e.g. to write kept packets)
+                self.release(len(self.buf))
+
+
+def _no_prefetch(start: int, stop: int) -> None:
+    pass
 
 
 def _is_regular(mode: int) -> bool:
@@ -183,8 +190,9 @@ def _is_regular(mode: int) -> bool:
 class _PcapRecords:
     format = "pcap"
 
-    def __init__(self, buf: np.ndarray, vector: bool, prefetch):
+    def __init__(self, buf: np.ndarray, vector: bool, prefetch, span=None, head: int = 0):
         self.prefetch = prefetch
+        self.head = head
         try:
             self.hdr = pcapfile.parse_header(buf)
         except pcapfile.HeaderError as e:
@@ -198,20 +206,57 @@ class _PcapRecords:
         self.ts_nanos = self.hdr.nanos
         self.swapped = fixup.swapped(self.hdr.big)
         self.records = 0
+        # the records walked: from `start` (the first record, or an offset the caller
+        # takes for a record boundary), those that begin before `stop`
+        self.start, self.stop = pcapfile.FILE_HEADER_LEN, len(buf)
+        if span is not None:
+            if span[0] is not None:
+                self.start = max(self.start, int(span[0]))
+            if span[1] is not None:
+                self.stop = min(self.stop, int(span[1]))
+        self.stopped_at: Optional[int] = None    # the walk's end (see CaptureReader)
 
     def chunks(self) -> Iterator[_Chunk]:
-        pos, end = pcapfile.FILE_HEADER_LEN, len(self.buf)
+        pos, end = self.start, self.stop
         while pos < end:
-            self.prefetch(pos, pos + SEGMENT_BYTES)
-            w = chain.walk(self.chain, pos, pos + SEGMENT_BYTES, vector=self.vector)
+            seg_end = min(pos + SEGMENT_BYTES, end)
+            self.prefetch(pos, seg_end)
+            head = None
+            if self.head:
+                # offsets only, then headers and packet heads in one pass in file order,
+                # while this segment is still in the CPU's caches
+                w = chain.walk(self.chain, pos, seg_end, vector=self.vector, rows=False)
+                if len(w.offsets):
+                    data, cap, wire, ts, head = self.chain.records(w.offsets, self.head)
+            else:
+                w = chain.walk(self.chain, pos, seg_end, vector=self.vector)
+                if len(w.offsets):
+                    data, cap, wire, ts = self.chain.columns(w.offsets, w.rows)
             if len(w.offsets):
-                data, cap, wire, ts = self.chain.columns(w.offsets, w.rows)
                 self.records += len(w.offsets)
                 yield _Chunk(self.linktype, self.snaplen, self.ts_nanos, self.swapped, data,
-                             cap, wire, ts)
+                             cap, wire, ts, head)
             if w.status != chain.OK:
                 raise _Problem(self.chain.describe(w.next), w.next)
             pos = w.next
+        self.stopped_at = pos
+
+    def boundaries(self, targets: list[int], window: int = 1 << 16) -> list[int]:
+        """For each offset in `targets`, the first offset at or after it where a record
+        plausibly starts (RecordChain.plausible_grid), or -1.  A guess: a caller that
+        starts a walk there must check that the walk from the file's first record
+        reaches that offset (CaptureReader.stopped_at)."""
+        out = []
+        for t in targets:
+            t = max(int(t), pcapfile.FILE_HEADER_LEN)
+            width = min(window, len(self.buf) - t)
+            if width <= 0:
+                out.append(-1)
+                continue
+            self.prefetch(t, t + width)
+            g = self.chain.plausible_grid(t, width, 1, width)[0]
+            out.append(t + int(np.argmax(g)) if g.any() else -1)
+        return out
 
 
 # --- pcapng ------------------------------------------------------------------------
@@ -405,7 +450,9 @@ class CaptureReader:
     """
 
     def __init__(self, source, *, batch_packets: int = 65536, batch_bytes: int = 64 << 20,
-                 strict: bool = False, _vector: bool = True):
+                 strict: bool = False, _vector: bool = True, _span=None,
+                 _records_before: int = 0, _head: int = 0, _ahead: Optional[bool] = None,
+                 _whole: bool = False, _populate: bool = True):
         if batch_packets < 1 or batch_bytes < 1:
             raise UsageError("batch_packets and batch_bytes must be at least 1")
         self.batch_packets = int(batch_packets)
@@ -413,6 +460,9 @@ class CaptureReader:
         self.strict = strict
         self.path = _label(source)
         self.problems: list[CaptureError] = []
+        self._raw_problems: list[tuple[str, int, int]] = []    # (message, offset, records)
+        self._records_before = _records_before    # added to a problem's count of records
+        self._whole = _whole                      # see _batches
         self.format: Optional[str] = None
         self.linktype = 1
         self.snaplen = DEFAULT_SNAPLEN
@@ -432,10 +482,18 @@ class CaptureReader:
                 raise _Problem(f"truncated dump file; tried to read 4 file header bytes, only "
                                f"got {len(buf)}", 0)
             head = bytes(buf[:4])
+            # _populate=False: the pages are mapped as they are touched (the kernel maps
+            # 16 around each fault), which measured a little cheaper for filtering than
+            # mapping every page of a segment up front
+            prefetch = self._src.populate if _populate else _no_prefetch
             if pcapfile.is_pcap_magic(head):
-                self._recs = _PcapRecords(buf, _vector, self._src.populate)
+                self._recs = _PcapRecords(buf, _vector, prefetch, _span, _head)
+                self._src.released = self._recs.start - self._recs.start % mmap.PAGESIZE
+                self._prev_start = self._recs.start
+            elif _span is not None:
+                raise UsageError("reading a span of records needs a classic pcap file")
             elif pcapng.is_pcapng_magic(head):
-                self._recs = _PcapngRecords(buf, _vector, self._src.populate)
+                self._recs = _PcapngRecords(buf, _vector, prefetch)
             else:
                 raise _Problem("unknown file format (not pcap or pcapng)", 0)
         except _Problem as p:
@@ -443,7 +501,8 @@ class CaptureReader:
             self._report(p)
             return
         r = self._recs
-        self._ahead = self._src.mm is not None and len(buf) > AHEAD_BYTES
+        self._ahead = self._src.mm is not None and len(buf) > AHEAD_BYTES if _ahead is None \
+            else _ahead
         self.format = r.format
         self.linktype, self.snaplen, self.file_snaplen, self.ts_nanos = \
             r.linktype, r.snaplen, r.file_snaplen, r.ts_nanos
@@ -453,9 +512,21 @@ class CaptureReader:
         """Packets handed out so far (in batches)."""
         return self._delivered
 
+    @property
+    def stopped_at(self) -> Optional[int]:
+        """Classic pcap, once every record was handed out without a problem: the byte
+        offset where the walk stopped, i.e. of the record after the last one read (the
+        file size at the end of the file; with `_span`, the first record at or past the
+        span's end).  None before that, after a problem, and for pcapng."""
+        if self._problem is not None or self.problems:
+            return None
+        return getattr(self._recs, "stopped_at", None)
+
     def _report(self, p: _Problem) -> None:
         # every complete record of the file before the problem (read or not)
         done = self._recs.records if self._recs is not None else 0
+        self._raw_problems.append((p.message, p.offset, done))
+        done += self._records_before
         err = CaptureError(p.message, path=self.path, offset=p.offset, records=done)
         self.problems.append(err)
         if self.strict:
@@ -488,6 +559,14 @@ class CaptureReader:
             self._report(p)
 
     def _batches(self) -> Iterator[PacketBatch]:
+        if self._whole:
+            # each walk's records as they come (split where over the limits), never
+            # joined with the next walk's: no copying for a consumer that does not mind
+            # batches of uneven size
+            for ch in self._chunks():
+                yield from self._flush(ch, final=True)
+            self._report_pending()
+            return
         pend: Optional[_Chunk] = None
         for ch in self._chunks():
             if pend is not None and _key(ch) != _key(pend):
@@ -524,7 +603,8 @@ class CaptureReader:
             self._src.release(self._prev_start)
             self._prev_start = int(off[0])
         batch = PacketBatch(self._src.buf, off, ch.caplen[a:b], ch.wirelen[a:b],
-                            ch.ts_ns[a:b], ch.linktype, ch.snaplen, ch.nanos)
+                            ch.ts_ns[a:b], ch.linktype, ch.snaplen, ch.nanos,
+                            None if ch.head is None else ch.head[a:b])
         self._delivered += b - a
         dlt = linktypes.dlt_of(ch.linktype)
         if fixup.needed(dlt, ch.swapped):
@@ -596,17 +676,21 @@ def _merge(chunks: list[_Chunk]) -> _Chunk:
     if len(chunks) == 1:
         return chunks[0]
     c0 = chunks[0]
+    heads = [c.head for c in chunks]
+    head = None
+    if all(h is not None for h in heads) and len({h.shape[1] for h in heads}) == 1:
+        head = np.concatenate(heads)
     return _Chunk(c0.linktype, max(c.snaplen for c in chunks), any(c.nanos for c in chunks),
                   c0.swapped,
                   np.concatenate([c.offset for c in chunks]),
                   np.concatenate([c.caplen for c in chunks]),
                   np.concatenate([c.wirelen for c in chunks]),
-                  np.concatenate([c.ts_ns for c in chunks]))
+                  np.concatenate([c.ts_ns for c in chunks]), head)
 
 
 def _slice(c: _Chunk, a: int, b: int) -> _Chunk:
     return _Chunk(c.linktype, c.snaplen, c.nanos, c.swapped, c.offset[a:b], c.caplen[a:b],
-                  c.wirelen[a:b], c.ts_ns[a:b])
+                  c.wirelen[a:b], c.ts_ns[a:b], None if c.head is None else c.head[a:b])
 
 
 def _label(source) -> str:

@@ -98,6 +98,8 @@ class CaptureWriter:
         self._iface_lt: list[int] = []        # pcapng: link type of each interface
         self._closed = False
         self._fd = self._direct_fd()
+        if self._resume is not None:
+            return                  # see resume(): no file header
         if format == "pcap":
             if self.linktype > 0xFFFFFFFF:
                 raise UsageError(f"link type {self.linktype} does not fit 32 bits")
@@ -109,9 +111,32 @@ class CaptureWriter:
             self._out(pcapng.shb())
             self._interface(self.linktype, self.snaplen)
 
+    _resume: Optional[int] = None          # resume(): the offset the records go at
     _pending: Optional[bytearray] = None   # bytes held back until the file is truncated
     _writeback = False                     # start writeback as we go (see _start)
     _pos = 0                               # bytes written to the file so far
+
+    @classmethod
+    def resume(cls, path: Union[str, os.PathLike], offset: int, *,
+               linktype: Union[int, str] = 1, snaplen: int = DEFAULT_SNAPLEN,
+               nanos: bool = False) -> "CaptureWriter":
+        """A classic pcap writer that writes its records into the existing file `path`
+        from byte `offset` on, without a file header and without truncating the file:
+        for a capture written in parts by several processes, each part at its place
+        (bpfkit.filtering).  The caller makes sure the parts do not overlap."""
+        w = cls.__new__(cls)
+        w._resume = int(offset)
+        w.__init__(path, format="pcap", linktype=linktype, snaplen=snaplen, nanos=nanos)
+        return w
+
+    def position(self) -> int:
+        """The bytes written to the file so far (after making sure they are: a pending
+        truncation done, the file object flushed)."""
+        self._start()
+        self._flush()
+        if self._fd is not None:
+            return os.lseek(self._fd, 0, os.SEEK_CUR)
+        return self._pos
 
     def _open(self, path: str) -> BinaryIO:
         """Open `path` for writing, as open(path, "wb") does, except that an existing
@@ -121,11 +146,15 @@ class CaptureWriter:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
         try:
             st = os.fstat(fd)
+            if self._resume is not None:
+                os.lseek(fd, self._resume, os.SEEK_SET)
+                self._pos = self._resume
+                self._writeback = _sync_file_range is not None
             f = os.fdopen(fd, "wb")
         except BaseException:
             os.close(fd)
             raise
-        if stat.S_ISREG(st.st_mode) and st.st_size > 0:
+        if stat.S_ISREG(st.st_mode) and st.st_size > 0 and self._resume is None:
             self._pending = bytearray()
         return f
 
