@@ -6,6 +6,8 @@ backpatching, register allocation) -> optimizer (optimize.c bpf_optimize) -> lin
 """
 from __future__ import annotations
 
+import gc
+
 from ...errors import CompileError, UnsupportedError
 from ..program import DEFAULT_SNAPLEN, Program
 from .codegen import CodeGen
@@ -49,13 +51,24 @@ def compile_filter(expr: str, linktype: str | int = "EN10MB", snaplen: int = DEF
     lay = layout(linktype)
     if snaplen == 0:
         raise CompileError("snaplen of 0 rejects all packets")
-    gen = CodeGen(lay, snaplen, netmask=netmask, savefile=savefile, swapped=swapped,
-                  expr=expr)
+    # The compiler allocates tens of thousands of small linked objects for a long filter
+    # (blocks, edges, statements) and frees them all at the end; the cyclic collector's
+    # generation scans over them cost a quarter of the run (bench/bench_compile.py), so it
+    # is paused for the compilation (nothing here needs it: the garbage is collected at
+    # its next run).
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
     try:
-        root = parse(expr, gen)
-    except RecursionError:
-        # bison's parser stack holds 10000 entries; Python's recursion limit is lower.
-        raise UnsupportedError("expression nesting depth",
-                               "more deeply nested than bpfkit's recursive parser allows")
-    insns = gen.finish(root, optimize)
+        gen = CodeGen(lay, snaplen, netmask=netmask, savefile=savefile, swapped=swapped,
+                      expr=expr)
+        try:
+            root = parse(expr, gen)
+        except RecursionError:
+            # bison's parser stack holds 10000 entries; Python's recursion limit is lower.
+            raise UnsupportedError("expression nesting depth",
+                                   "more deeply nested than bpfkit's recursive parser allows")
+        insns = gen.finish(root, optimize)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
     return Program(insns, linktype=lay.dlt, snaplen=snaplen)

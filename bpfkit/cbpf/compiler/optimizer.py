@@ -1123,7 +1123,10 @@ class _Optimizer:
             self.done = True
             self.nbm = False
             self.find_levels()
-            self.find_dom()
+            if not do_stmts:
+                # Only opt_j and the pull-ups read the dominators, and a statement
+                # pass returns before them (opt_blks).
+                self.find_dom()
             self.find_ud()
             self.opt_blks(do_stmts)
             if self.done:
