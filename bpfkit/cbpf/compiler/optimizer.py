@@ -30,11 +30,11 @@ from __future__ import annotations
 from bisect import bisect_right
 
 from ...errors import CompileError
-from ..isa import (BPF_A, BPF_ABS, BPF_ADD, BPF_ALU, BPF_AND, BPF_B, BPF_DIV, BPF_IMM,
+from ..isa import (BPF_A, BPF_ABS, BPF_ADD, BPF_ALU, BPF_AND, BPF_B, BPF_DIV, BPF_H, BPF_IMM,
                    BPF_IND, BPF_JEQ, BPF_JGE, BPF_JGT, BPF_JMP, BPF_JSET, BPF_K, BPF_LD,
                    BPF_LDX, BPF_LEN, BPF_LSH, BPF_MEM, BPF_MEMWORDS, BPF_MISC, BPF_MOD,
                    BPF_MSH, BPF_MUL, BPF_NEG, BPF_OR, BPF_RET, BPF_RSH, BPF_ST, BPF_STX,
-                   BPF_SUB, BPF_TAX, BPF_TXA, BPF_X, BPF_XOR)
+                   BPF_SUB, BPF_TAX, BPF_TXA, BPF_W, BPF_X, BPF_XOR)
 from .codegen import Stmt
 
 NOP = -1
@@ -139,6 +139,30 @@ def atomdef(code: int, k: int) -> int:
     if c == BPF_MISC:
         return X_ATOM if (code & 0xF8) == BPF_TAX else A_ATOM
     return -1
+
+
+def _ud_tables():
+    """Per opcode (index code; index -1, the last, is NOP): the bit mask of the atoms
+    a statement uses and the bit of the atom it defines (atomuse/atomdef as masks),
+    -1 where the atom is the statement's k (scratch memory), 0 for none."""
+    use = [0] * 257
+    dfn = [0] * 257
+    probe = 1000
+    for code in list(range(256)) + [NOP]:
+        u = atomuse(code, probe)
+        d = atomdef(code, probe)
+        use[code] = (-1 if u == probe else 0 if u < 0 else
+                     (1 << A_ATOM) | (1 << X_ATOM) if u == AX_ATOM else 1 << u)
+        dfn[code] = -1 if d == probe else 0 if d < 0 else 1 << d
+    return use, dfn
+
+
+USE_MASK, DEF_BIT = _ud_tables()
+A_BIT = 1 << A_ATOM
+X_BIT = 1 << X_ATOM
+LD_ABS_CODES = frozenset((BPF_LD | BPF_ABS | BPF_W, BPF_LD | BPF_ABS | BPF_H,
+                          BPF_LD | BPF_ABS | BPF_B))
+LDX_MSH_B = BPF_LDX | BPF_MSH | BPF_B
 
 
 def _min_id(prev, m):
@@ -329,6 +353,11 @@ class _Optimizer:
         for lst in levels:
             lst.reverse()
         self.levels = levels
+        top = self.root.level
+        # the same lists flattened: all levels from the root down (opt_blk's order),
+        # and levels 1..top upwards (find_ud, opt_j, the pull-ups)
+        self.desc = [b for lst in levels[top::-1] for b in lst]
+        self.asc = [b for lst in levels[1:top + 1] for b in lst]
 
     def level_blocks(self, level):
         return self.levels[level]
@@ -391,53 +420,52 @@ class _Optimizer:
     @staticmethod
     def compute_local_ud(b):
         defs = use = killed = 0
-
-        def note_use(atom):
-            nonlocal use
-            if atom == AX_ATOM:
-                if not defs & (1 << X_ATOM):
-                    use |= 1 << X_ATOM
-                if not defs & (1 << A_ATOM):
-                    use |= 1 << A_ATOM
-            elif atom >= 0:
-                if not defs & (1 << atom):
-                    use |= 1 << atom
-
-        for s in b.stmts:
-            if s.code == NOP:
-                continue
-            note_use(atomuse(s.code, s.k))
-            atom = atomdef(s.code, s.k)
-            if atom >= 0:
-                if not use & (1 << atom):
-                    killed |= 1 << atom
-                defs |= 1 << atom
-        if _cls(b.code) == BPF_JMP:
-            note_use(atomuse(b.code, b.k))
+        use_mask = USE_MASK
+        def_bit = DEF_BIT
+        for st in b.stmts:
+            code = st.code
+            u = use_mask[code]
+            if u:
+                if u < 0:
+                    u = 1 << st.k
+                use |= u & ~defs
+            d = def_bit[code]
+            if d:
+                if d < 0:
+                    d = 1 << st.k
+                if not use & d:
+                    killed |= d
+                defs |= d
+        if (b.code & 0x07) == BPF_JMP:
+            use |= use_mask[b.code] & ~defs
         b.defs = defs
         b.kill = killed
         b.in_use = use
 
     def find_ud(self):
-        maxlevel = self.root.level
-        for i in range(maxlevel, -1, -1):
-            for p in self.level_blocks(i):
-                self.compute_local_ud(p)
-                p.out_use = 0
-        for i in range(1, maxlevel + 1):
-            for p in self.level_blocks(i):
-                p.out_use |= p.jt.in_use | p.jf.in_use
-                p.in_use |= p.out_use & ~p.kill
+        local = self.compute_local_ud
+        for p in self.desc:
+            local(p)
+            p.out_use = 0
+        for p in self.asc:
+            out = p.out_use = p.et.succ.in_use | p.ef.succ.in_use
+            p.in_use |= out & ~p.kill
 
     def find_inedges(self):
-        for b in self.blocks:
+        blocks = self.desc
+        for b in blocks:
             b.in_edges = None
-        for level in range(self.root.level, 0, -1):
-            for b in self.level_blocks(level):
-                b.et.next = b.jt.in_edges
-                b.jt.in_edges = b.et
-                b.ef.next = b.jf.in_edges
-                b.jf.in_edges = b.ef
+        for b in blocks:
+            et = b.et
+            if et.succ is None:
+                continue
+            s = et.succ
+            et.next = s.in_edges
+            s.in_edges = et
+            ef = b.ef
+            s = ef.succ
+            ef.next = s.in_edges
+            s.in_edges = ef
 
     # -- value numbering --
     def init_val(self):
@@ -607,38 +635,63 @@ class _Optimizer:
             self.vstore(s, val, s.k, val[X_ATOM], alter)
 
     def opt_deadstores(self, b):
-        last: list = [None] * N_ATOMS
-
-        def deadstmt(s):
-            atom = atomuse(s.code, s.k)
-            if atom >= 0:
-                if atom == AX_ATOM:
-                    last[X_ATOM] = None
-                    last[A_ATOM] = None
-                else:
-                    last[atom] = None
-            atom = atomdef(s.code, s.k)
-            if atom >= 0:
-                if last[atom] is not None:
+        last: dict = {}                   # atom bit -> the statement that last defined it
+        use_mask = USE_MASK
+        def_bit = DEF_BIT
+        for st in b.stmts:
+            code = st.code
+            if last:
+                u = use_mask[code]
+                if u:
+                    if u < 0:
+                        u = 1 << st.k
+                    if u & A_BIT and u & X_BIT:
+                        last.pop(A_BIT, None)
+                        last.pop(X_BIT, None)
+                    else:
+                        last.pop(u, None)
+            d = def_bit[code]
+            if d:
+                if d < 0:
+                    d = 1 << st.k
+                prev = last.get(d)
+                if prev is not None:
                     self.changed()
-                    last[atom].code = NOP
-                last[atom] = s
-
-        for s in b.stmts:
-            deadstmt(s)
-        deadstmt(b)                       # the branch (b has .code and .k)
-        for atom in range(N_ATOMS):
-            if last[atom] is not None and not b.out_use & (1 << atom):
+                    prev.code = NOP
+                last[d] = st
+        if not last:
+            return
+        u = use_mask[b.code]              # the branch (b has .code and .k)
+        if u:
+            if u & A_BIT and u & X_BIT:
+                last.pop(A_BIT, None)
+                last.pop(X_BIT, None)
+            else:
+                last.pop(u, None)
+        out_use = b.out_use
+        for d, st in last.items():
+            if not out_use & d:
                 # 1.10.3 keeps the block's exit value of the atom as it was (libpcap
                 # master resets it to VAL_UNKNOWN); this decides later eliminations.
-                last[atom].code = NOP
+                st.code = NOP
                 self.changed()
 
     def opt_peep(self, b):
         stmts = b.stmts
         if not stmts:
             return
+        # The statement rules all start at a `st` or an `ld #k`; without one, only
+        # `last` is needed (the last non-NOP statement if there are two, else the first).
+        for st in stmts:
+            code = st.code
+            if code == BPF_ST or code == BPF_LD | BPF_IMM:
+                last = self._peep_stmts(b, stmts)
+                break
+        else:
+            last = None
+        self._peep_branch(b, stmts, last)
 
+    def _peep_stmts(self, b, stmts):
         def this_op(i):
             while i < len(stmts) and stmts[i].code == NOP:
                 i += 1
@@ -685,7 +738,19 @@ class _Optimizer:
                 stmts[ai].code = NOP
                 stmts[ti].code = NOP
                 self.changed()
+        return last
+
+    def _peep_branch(self, b, stmts, last):
         if b.code == BPF_JMP | BPF_JEQ | BPF_K and not b.out_use & (1 << A_ATOM):
+            if last is None:
+                last = stmts[0]
+                seen = 0
+                for st in stmts:
+                    if st.code != NOP:
+                        seen += 1
+                        cand = st
+                if seen >= 2:
+                    last = cand
             if last.code == BPF_ALU | BPF_SUB | BPF_X:
                 val = b.val[X_ATOM]
                 if self.is_const(val):
@@ -739,35 +804,60 @@ class _Optimizer:
     def opt_blk(self, b, do_stmts):
         p = b.in_edges
         if p is None:
-            b.val = [0] * N_ATOMS
+            val = [0] * N_ATOMS
         else:
-            b.val = list(p.pred.val)
+            val = list(p.pred.val)
             p = p.next
             while p is not None:
                 pv = p.pred.val
-                for i in range(N_ATOMS):
-                    if b.val[i] != pv[i]:
-                        b.val[i] = 0
+                if pv != val:
+                    val = [x if x == y else 0 for x, y in zip(val, pv)]
                 p = p.next
-        aval = b.val[A_ATOM]
-        xval = b.val[X_ATOM]
-        for s in b.stmts:
-            self.opt_stmt(s, b.val, do_stmts)
-        if do_stmts and ((b.out_use == 0 and aval != VAL_UNKNOWN and b.val[A_ATOM] == aval
-                          and xval != VAL_UNKNOWN and b.val[X_ATOM] == xval)
-                         or _cls(b.code) == BPF_RET):
-            if b.stmts:
+        b.val = val
+        aval = val[A_ATOM]
+        xval = val[X_ATOM]
+        stmts = b.stmts
+        table = self.table
+        for st in stmts:
+            # the loads of every filter inline (opt_stmt's first cases), the rest there
+            code = st.code
+            if code in LD_ABS_CODES:
+                v = table.get((code, st.k, 0))
+                if v is None:
+                    v = self.F(code, st.k, 0)
+                if do_stmts and val[A_ATOM] == v:
+                    st.code = NOP
+                else:
+                    val[A_ATOM] = v
+            elif code == LDX_MSH_B:
+                v = table.get((code, st.k, 0))
+                if v is None:
+                    v = self.F(code, st.k, 0)
+                if do_stmts and val[X_ATOM] == v:
+                    st.code = NOP
+                else:
+                    val[X_ATOM] = v
+            elif code != NOP:
+                self.opt_stmt(st, val, do_stmts)
+        code = b.code
+        if do_stmts and ((b.out_use == 0 and aval != VAL_UNKNOWN and val[A_ATOM] == aval
+                          and xval != VAL_UNKNOWN and val[X_ATOM] == xval)
+                         or (code & 0x07) == BPF_RET):
+            if stmts:
                 b.stmts = []
                 self.changed()
         else:
             self.opt_peep(b)
             self.opt_deadstores(b)
-        if _src(b.code) == BPF_K:
-            b.oval = self.K(b.k)
-        else:
+            code = b.code
+        if code & BPF_X:
             b.oval = b.val[X_ATOM]
-        b.et.code = b.code
-        b.ef.code = -b.code
+        else:
+            k = b.k & U32
+            v = table.get((BPF_LD | BPF_IMM, k, 0))
+            b.oval = v if v is not None else self.K(k)
+        b.et.code = code
+        b.ef.code = -code
 
     # -- branch optimizations --
     @staticmethod
