@@ -204,6 +204,56 @@ def _stab_build(members, tin, tout, combine):
     return bounds, vals
 
 
+def _stab_build_min(members, tin, tout):
+    """_stab_build with combine = the lowest edge number (the classes of opt_j's first
+    two kinds), inlined."""
+    if len(members) == 1:
+        m = members[0]
+        return [tin[m], tout[m]], [m, None]
+    members.sort(key=tin.__getitem__)
+    bounds: list[int] = []
+    vals: list = []
+    stack_end: list[int] = []
+    stack_val: list = []
+    for m in members:
+        t = tin[m]
+        while stack_end and stack_end[-1] <= t:
+            end = stack_end.pop()
+            stack_val.pop()
+            v = stack_val[-1] if stack_val else None
+            if bounds[-1] == end:
+                vals[-1] = v
+            else:
+                bounds.append(end)
+                vals.append(v)
+        if stack_val:
+            v = stack_val[-1]
+            if m < v:
+                v = m
+        else:
+            v = m
+        stack_end.append(tout[m])
+        stack_val.append(v)
+        if bounds and bounds[-1] == t:
+            vals[-1] = v
+        else:
+            bounds.append(t)
+            vals.append(v)
+    while stack_end:
+        end = stack_end.pop()
+        stack_val.pop()
+        v = stack_val[-1] if stack_val else None
+        if bounds[-1] == end:
+            vals[-1] = v
+        else:
+            bounds.append(end)
+            vals.append(v)
+    return bounds, vals
+
+
+_MISSING = object()
+
+
 def _stab_query(st, x):
     """The folded value at the deepest member that is an ancestor-or-self of the node
     with preorder number x (None if no member is)."""
@@ -212,70 +262,54 @@ def _stab_query(st, x):
     return vals[j] if j >= 0 else None
 
 
-class _Forest:
-    """A forest given by parent links, built parents first, with preorder intervals
-    (tin, tout) once finished: X is an ancestor-or-self of Y iff
-    tin[X] <= tin[Y] < tout[X].  Nodes never added are "dominated by everything"
-    (libpcap's initial all-ones set) and report every ancestor test true."""
-    __slots__ = ("parent", "depth", "order", "tin", "tout")
-
-    def __init__(self, size):
-        self.parent = [-1] * size
-        self.depth = [0] * size
-        self.order: list[int] = []
-        self.tin = [-1] * size
-        self.tout = [-1] * size
-
-    def add(self, node, parent):
-        self.parent[node] = parent
-        self.depth[node] = self.depth[parent] + 1 if parent >= 0 else 0
-        self.order.append(node)
-
-    def lca(self, a, b):
-        """Nearest common ancestor-or-self of a and b, or -1 (different trees)."""
-        if a < 0 or b < 0:
+def _lca(parent, depth, a, b):
+    """Nearest common ancestor-or-self of a and b in a forest of parent links, or -1
+    (different trees)."""
+    if a < 0 or b < 0:
+        return -1
+    da = depth[a]
+    db = depth[b]
+    while da > db:
+        a = parent[a]
+        da -= 1
+    while db > da:
+        b = parent[b]
+        db -= 1
+    while a != b:
+        a = parent[a]
+        b = parent[b]
+        if a < 0:
             return -1
-        parent = self.parent
-        depth = self.depth
-        da = depth[a]
-        db = depth[b]
-        while da > db:
-            a = parent[a]
-            da -= 1
-        while db > da:
-            b = parent[b]
-            db -= 1
-        while a != b:
-            a = parent[a]
-            b = parent[b]
-            if a < 0:
-                return -1
-        return a
+    return a
 
-    def finish(self):
-        order = self.order
-        parent = self.parent
-        size = {}
-        for v in order:
-            size[v] = 1
+
+class _Forest:
+    """A forest given by parent links, its nodes listed parents first (`order`), with
+    preorder intervals: X is an ancestor-or-self of Y iff tin[X] <= tin[Y] < tout[X].
+    Nodes not in it are "dominated by everything" (libpcap's initial all-ones set) and
+    report every ancestor test true."""
+    __slots__ = ("tin", "tout")
+
+    def __init__(self, size, order, parent):
+        sz = [1] * size
         for v in reversed(order):
             p = parent[v]
             if p >= 0:
-                size[p] += size[v]
-        tin = self.tin
-        tout = self.tout
-        nxt = {}
+                sz[p] += sz[v]
+        tin = self.tin = [-1] * size
+        tout = self.tout = [-1] * size
+        nxt = [0] * size
         counter = 0
         for v in order:
             p = parent[v]
             if p < 0:
                 t = counter
-                counter += size[v]
+                counter += sz[v]
             else:
                 t = nxt[p]
-                nxt[p] = t + size[v]
+                nxt[p] = t + sz[v]
             tin[v] = t
-            tout[v] = t + size[v]
+            tout[v] = t + sz[v]
             nxt[v] = t + 1
 
     def is_ancestor(self, a, b) -> bool:
@@ -378,40 +412,60 @@ class _Optimizer:
         nowhere).  Nothing but the chains' content is used, so the results are
         libpcap's."""
         n = self.n_blocks
-        self.dom_forest = bf = _Forest(n)
-        self.edom_forest = ef = _Forest(2 * n)
+        bpar = [-1] * n                   # block forest: parent, depth, parents-first order
+        bdep = [0] * n
+        border = []
+        epar = [-1] * (2 * n)             # edge forest
+        edep = [0] * (2 * n)
+        eorder = []
         blca = [-2] * n                   # per block: common ancestor of preds; -2 none yet
         elca = [-2] * n                   # the same over in-edges
-        root = self.root
-        for level in range(root.level, -1, -1):
-            for b in self.level_blocks(level):
-                i = b.id
-                if b is root:
-                    bp = ep_ = -1
+        rid = self.root.id
+        blca[rid] = elca[rid] = -1
+        lca = _lca
+        for b in self.desc:               # levels from the root down
+            jt = b.et.succ
+            if jt is None:
+                continue                  # a leaf: see below
+            i = b.id
+            bp = blca[i]
+            bpar[i] = bp
+            bdep[i] = bdep[bp] + 1 if bp >= 0 else 0
+            border.append(i)
+            ep_ = elca[i]
+            d = edep[ep_] + 1 if ep_ >= 0 else 0
+            eid = i
+            fid = n + i
+            epar[eid] = epar[fid] = ep_
+            edep[eid] = edep[fid] = d
+            eorder.append(eid)
+            eorder.append(fid)
+            # A leaf's dominators are never asked for (pull-ups stop at leaves; leaf
+            # edges lead nowhere) - and leaves are where thousands of paths join, so
+            # their common ancestors are skipped.
+            if jt.et.succ is not None:
+                j = jt.id
+                c = blca[j]
+                if c == -2:
+                    blca[j] = i
+                    elca[j] = eid
                 else:
-                    bp = blca[i]
-                    ep_ = elca[i]
-                jt = b.et.succ
-                if jt is None:
-                    continue              # a leaf: see below
-                bf.add(i, bp)
-                eid = b.et.id
-                fid = b.ef.id
-                ef.add(eid, ep_)
-                ef.add(fid, ep_)
-                for e, s in ((eid, jt), (fid, b.ef.succ)):
-                    if s.et.succ is None:
-                        # A leaf's dominators are never asked for (pull-ups stop at
-                        # leaves; leaf edges lead nowhere) - and leaves are where
-                        # thousands of paths join, so skip their common ancestors.
-                        continue
-                    j = s.id
-                    c = blca[j]
-                    blca[j] = i if c == -2 else bf.lca(c, i)
-                    c = elca[j]
-                    elca[j] = e if c == -2 else ef.lca(c, e)
-        bf.finish()
-        ef.finish()
+                    if c != i:
+                        blca[j] = lca(bpar, bdep, c, i)
+                    elca[j] = lca(epar, edep, elca[j], eid)
+            jf = b.ef.succ
+            if jf.et.succ is not None:
+                j = jf.id
+                c = blca[j]
+                if c == -2:
+                    blca[j] = i
+                    elca[j] = fid
+                else:
+                    if c != i:
+                        blca[j] = lca(bpar, bdep, c, i)
+                    elca[j] = lca(epar, edep, elca[j], fid)
+        self.dom_forest = _Forest(n, border, bpar)
+        self.edom_forest = _Forest(2 * n, eorder, epar)
 
     def dominates(self, a, b) -> bool:
         """a in b->dom (optimize.c's dominator bit test) for blocks a, b."""
@@ -865,70 +919,182 @@ class _Optimizer:
         use = succ.out_use
         if use == 0:
             return False
-        for atom in range(N_ATOMS):
-            if use & (1 << atom) and b.val[atom] != succ.val[atom]:
+        bv = b.val
+        sv = succ.val
+        while use:
+            low = use & -use
+            atom = low.bit_length() - 1
+            if bv[atom] != sv[atom]:
                 return True
+            use ^= low
         return False
 
-    def opt_j(self, ep):
-        if ep.succ.jt is None:
-            return
-        if ep.succ.jt is ep.succ.jf:
-            if not self.use_conflict(ep.pred, ep.succ.jt):
-                self.changed()
-                ep.succ = ep.succ.jt
-        child = ep.succ
-        if child.jt is None:
-            return
-        # The common case first: no edge of the child's classes dominates ep, so
-        # nothing folds (what the walk below would find, without its bookkeeping).
-        x = self.edom_forest.tin[ep.id]
-        classes = self.edge_classes
-        for ci in child.jclass[:3]:
-            if ci >= 0:
-                st = classes[ci]
-                if st is None:
-                    st = self._class(ci)
-                if _stab_query(st, x) is not None:
-                    break
+    def _edge_classes(self):
+        """opt_j's edge classes, over the edges of the branch blocks reached: true edges
+        by (opcode, A value, operand value), false edges likewise, and true `jeq #k`
+        edges by (opcode, A value) (whose true edge with another operand value also
+        decides the child).  Each branch block gets its three classes as indices
+        (jclass; -1: none); a class's query structure is built when a walk first asks
+        it (_class)."""
+        oval_of = [0] * (2 * self.n_blocks)
+        members: list[list] = []          # per class: its edges, in ascending levels
+        pairs: list[bool] = []            # per class: (opcode, A value) class of jeq #k
+        it3: dict = {}
+        if3: dict = {}
+        i2: dict = {}
+        jeq_k = BPF_JMP | BPF_JEQ | BPF_K
+        for p in self.asc:
+            code = p.code                 # a branch: levels >= 1 have successors
+            av = p.val[A_ATOM]
+            ov = p.oval
+            t = p.et.id
+            f = p.ef.id
+            oval_of[t] = oval_of[f] = ov
+            k3 = (code, av, ov)
+            ct = it3.get(k3)
+            if ct is None:
+                ct = it3[k3] = len(members)
+                members.append([t])
+                pairs.append(False)
+            else:
+                members[ct].append(t)
+            cf = if3.get(k3)
+            if cf is None:
+                cf = if3[k3] = len(members)
+                members.append([f])
+                pairs.append(False)
+            else:
+                members[cf].append(f)
+            if code == jeq_k:
+                k2 = (code, av)
+                c2 = i2.get(k2)
+                if c2 is None:
+                    c2 = i2[k2] = len(members)
+                    members.append([t])
+                    pairs.append(True)
+                else:
+                    members[c2].append(t)
+            else:
+                c2 = -1
+            p.jclass = (ct, cf, c2, ov)
+        self.edge_oval = oval_of
+        self.class_members = members
+        self.class_pairs = pairs
+        self.edge_classes = [None] * len(members)
+        self.class_top = [0] * len(members)
+
+    def _class(self, ci):
+        """Build edge class ci's query structure (_stab_build) and class_top[ci] (the
+        highest level of a block one of its edges leaves: the last member's, since
+        members are listed in ascending levels)."""
+        members = self.class_members[ci]
+        self.class_top[ci] = self.edges[members[-1]].pred.level
+        f = self.edom_forest
+        if self.class_pairs[ci]:
+            oval_of = self.edge_oval
+
+            def min_two(prev, m):
+                # (lowest edge, lowest edge whose operand value differs from the first's)
+                if prev is None:
+                    return (m, None)
+                m1, m2 = prev
+                if m < m1:
+                    return (m, m1) if oval_of[m1] != oval_of[m] else (m, m2)
+                if oval_of[m] != oval_of[m1] and (m2 is None or m < m2):
+                    return (m1, m)
+                return prev
+            st = _stab_build(members, f.tin, f.tout, min_two)
         else:
-            return
-        # libpcap (`goto top`) moves ep.succ one decided branch at a time: at each child
-        # it walks the edges dominating ep in ascending number and takes the first one
-        # fold_edge() accepts whose target has no use_conflict().  fold_edge only
-        # accepts an edge whose branch opcode and A value equal the child's (and whose
-        # block's A value is the child's); it then yields JT(child) for a true edge
-        # with the child's operand value (oval: the value number of k, or of X),
-        # JF(child) for a false edge with that value and, for `jeq #k`, for a true
-        # edge with another value.  Both functions are pure, so the first accepted edge is
-        # the lowest-numbered dominating edge among those classes whose target is
-        # unconflicted; one query per class (_stab_query) finds it.
-        #
-        # Long host lists make these walks cross every later clause (Theta(n^2) steps
-        # in libpcap).  A walk is a function of what it learnt from the class queries
-        # (whether each class has a dominating edge, and the edge numbers only where
-        # a true and a false candidate compete) and of ep->pred's values on the atoms
-        # use_conflict() compared: every block below ep.pred was handled earlier in
-        # this pass (levels ascend) and opt_j changes nothing else.  So a walk is
-        # recorded at its first block with those facts (self.jmemo) and replayed when
-        # a later walk reaches that block and the same facts hold for it.  "Class ci
-        # has no dominating edge" need not be recorded when every member edge of ci
-        # leaves a block below ep.pred's level: an edge dominating ep' leaves a block
-        # above ep'.pred (or is ep' itself), and later walks start at the same or
-        # higher levels, so the fact holds for them all.
+            st = _stab_build_min(members, f.tin, f.tout)
+        self.edge_classes[ci] = st
+        return st
+
+    def _opt_j_all(self):
+        """opt_j on both edges of every branch block, levels ascending."""
+        tin = self.edom_forest.tin
+        classes = self.edge_classes
+        build = self._class
+        walk = self._walk
+        use_conflict = self.use_conflict
+        bisect = bisect_right
+        for p in self.asc:
+            for ep in (p.et, p.ef):
+                child = ep.succ
+                cjt = child.et.succ
+                if cjt is None:
+                    continue
+                if cjt is child.ef.succ and not use_conflict(p, cjt):
+                    # common branch targets are eliminated (no data dependency)
+                    self.nbm = True
+                    self.done = False
+                    ep.succ = child = cjt
+                    if cjt.et.succ is None:
+                        continue
+                # The common case first: no edge of the child's classes dominates ep,
+                # so nothing folds (what the walk would find, without its bookkeeping).
+                x = tin[ep.id]
+                ct, cf, c2, _ = child.jclass
+                st = classes[ct] or build(ct)
+                j = bisect(st[0], x)
+                if j and st[1][j - 1] is not None:
+                    walk(ep, child, x)
+                    continue
+                st = classes[cf] or build(cf)
+                j = bisect(st[0], x)
+                if j and st[1][j - 1] is not None:
+                    walk(ep, child, x)
+                    continue
+                if c2 >= 0:
+                    st = classes[c2] or build(c2)
+                    j = bisect(st[0], x)
+                    if j and st[1][j - 1] is not None:
+                        walk(ep, child, x)
+
+    def _walk(self, ep, child, x):
+        """The rest of opt_j for edge ep (edge-dominator preorder number x) whose
+        successor `child` has a dominating edge in one of its classes.
+
+        libpcap (`goto top`) moves ep.succ one decided branch at a time: at each child
+        it walks the edges dominating ep in ascending number and takes the first one
+        fold_edge() accepts whose target has no use_conflict().  fold_edge only
+        accepts an edge whose branch opcode and A value equal the child's (and whose
+        block's A value is the child's); it then yields JT(child) for a true edge
+        with the child's operand value (oval: the value number of k, or of X),
+        JF(child) for a false edge with that value and, for `jeq #k`, for a true
+        edge with another value.  Both functions are pure, so the first accepted edge
+        is the lowest-numbered dominating edge among those classes whose target is
+        unconflicted; one query per class (_stab_query) finds it.
+
+        Long host lists make these walks cross every later clause (Theta(n^2) steps
+        in libpcap).  A walk is a function of what it learnt from the class queries
+        (whether each class has a dominating edge, and the edge numbers only where
+        a true and a false candidate compete) and of ep->pred's values on the atoms
+        use_conflict() compared: every block below ep.pred was handled earlier in
+        this pass (levels ascend) and opt_j changes nothing else.  So a walk is
+        recorded at its first block with those facts (self.jmemo) and replayed when
+        a later walk reaches that block and the same facts hold for it.  "Class ci
+        has no dominating edge" need not be recorded when every member edge of ci
+        leaves a block below ep.pred's level: an edge dominating ep' leaves a block
+        above ep'.pred (or is ep' itself), and later walks start at the same or
+        higher levels, so the fact holds for them all.
+
+        Facts are keys: (0, ci) "class ci has a dominating edge", (1, ci, ov) "the
+        (opcode, A value) class ci has a dominating true edge whose operand value is
+        not ov", (2, ci) and (3, ci, ov) the lowest such edges themselves."""
+        classes = self.edge_classes
         top = self.class_top
         lvl = ep.pred.level
         oval_of = self.edge_oval
         pval = ep.pred.val
-        answers: dict[int, object] = {}
+        answers: dict = {}                # class -> its query answer for x
+        facts: dict = {}                  # fact key -> value, as memo entries ask them
 
         def ask(ci):
-            if ci in answers:
-                return answers[ci]
-            st = classes[ci]
-            if st is None:
-                st = self._class(ci)
-            r = answers[ci] = _stab_query(st, x)
+            r = answers.get(ci, _MISSING)
+            if r is _MISSING:
+                st = classes[ci] or self._class(ci)
+                j = bisect_right(st[0], x)
+                r = answers[ci] = st[1][j - 1] if j else None
             return r
 
         def derived(ci, ov):
@@ -941,12 +1107,15 @@ class _Optimizer:
         def fact(key):
             kind = key[0]
             if kind == 0:
-                return ask(key[1]) is not None
-            if kind == 1:
-                return derived(key[1], key[2]) is not None
-            if kind == 2:
-                return ask(key[1])
-            return derived(key[1], key[2])
+                v = ask(key[1]) is not None
+            elif kind == 1:
+                v = derived(key[1], key[2]) is not None
+            elif kind == 2:
+                v = ask(key[1])
+            else:
+                v = derived(key[1], key[2])
+            facts[key] = v
+            return v
 
         def conflict(t, atoms):
             use = t.out_use
@@ -954,26 +1123,32 @@ class _Optimizer:
                 return False
             tval = t.val
             bad = False
-            for atom in range(N_ATOMS):
-                if use & (1 << atom):
-                    atoms[atom] = pval[atom]
-                    if pval[atom] != tval[atom]:
-                        bad = True
+            while use:
+                low = use & -use
+                atom = low.bit_length() - 1
+                use ^= low
+                v = pval[atom]
+                atoms[atom] = v
+                if v != tval[atom]:
+                    bad = True
             return bad
 
         memo = self.jmemo
         trail = []               # (block, facts, atoms, target) of each step computed
-        tail_reqs: dict = {}
-        tail_atoms: dict = {}
+        tail_reqs: tuple = ()
+        tail_atoms: tuple = ()
         tail_hops = 0
         while True:
             replayed = False
             for ent_reqs, ent_atoms, ent_result, ent_hops in memo.get(child.id, ()):
-                for key, want in ent_reqs.items():
-                    if fact(key) != want:
+                for key, want in ent_reqs:
+                    v = facts.get(key, _MISSING)
+                    if v is _MISSING:
+                        v = fact(key)
+                    if v != want:
                         break
                 else:
-                    for atom, v in ent_atoms.items():
+                    for atom, v in ent_atoms:
                         if pval[atom] != v:
                             break
                     else:
@@ -995,9 +1170,9 @@ class _Optimizer:
                 rt = ask(ct)
                 if rt is not None or top[ct] >= lvl:
                     reqs[(0, ct)] = rt is not None
-                if rt is not None and not conflict(child.jt, atoms):
+                if rt is not None and not conflict(child.et.succ, atoms):
                     best = rt
-                    target = child.jt
+                    target = child.et.succ
             if cf >= 0:
                 rf3 = ask(cf)
                 if rf3 is not None or top[cf] >= lvl:
@@ -1014,14 +1189,15 @@ class _Optimizer:
                     reqs[(2, cf)] = rf3
                 if c2 >= 0:
                     reqs[(3, c2, ov)] = r2
-            if rf is not None and (best < 0 or rf < best) and not conflict(child.jf, atoms):
-                target = child.jf
+            if rf is not None and (best < 0 or rf < best) and \
+                    not conflict(child.ef.succ, atoms):
+                target = child.ef.succ
             trail.append((child, reqs, atoms, target))
             if target is None:
                 result = child
                 break
             child = target
-            if target.jt is None:
+            if target.et.succ is None:
                 result = target
                 break
         # Record the walk from every block where a step was computed (its suffix).
@@ -1033,179 +1209,94 @@ class _Optimizer:
                 hops += 1
             acc_reqs.update(reqs)
             acc_atoms.update(atoms)
-            entries = memo.setdefault(blk.id, [])
-            if len(entries) < 8:
-                entries.append((dict(acc_reqs), dict(acc_atoms), result, hops))
+            entries = memo.get(blk.id)
+            if entries is None:
+                memo[blk.id] = [(tuple(acc_reqs.items()), tuple(acc_atoms.items()),
+                                 result, hops)]
+            elif len(entries) < 8:
+                entries.append((tuple(acc_reqs.items()), tuple(acc_atoms.items()),
+                                result, hops))
         if hops:
             self.done = False
             ep.succ = result
 
-    def _class(self, ci):
-        """Build edge class ci's query structure and class_top[ci] (the highest level
-        of a block one of its edges leaves)."""
-        members, combine = self.class_pending[ci]
-        edges = self.edges
-        self.class_top[ci] = max(edges[m].pred.level for m in members)
-        f = self.edom_forest
-        st = self.edge_classes[ci] = _stab_build(members, f.tin, f.tout, combine)
-        return st
-
-    def _pullup(self, b, first: str, second: str):
-        """or_pullup (first='jt': chains along JF with a common JT) and and_pullup
-        (first='jf': chains along JT with a common JF).  Edge references are
-        (block, 'jt'|'jf') pairs standing for libpcap's `struct block **`."""
+    def _pullup(self, b, is_or: bool):
+        """or_pullup (is_or: chains along JF with a common JT) and and_pullup (chains
+        along JT with a common JF).  Edges stand for libpcap's `struct block **`."""
         ep = b.in_edges
         if ep is None:
             return
         val = ep.pred.val[A_ATOM]
-        ep = ep.next
-        while ep is not None:
-            if val != ep.pred.val[A_ATOM]:
+        e = ep.next
+        while e is not None:
+            if val != e.pred.val[A_ATOM]:
                 return
-            ep = ep.next
-        pred0 = b.in_edges.pred
-        diffp = (pred0, "jt") if pred0.jt is b else (pred0, "jf")
-
-        def get(ref):
-            blk, which = ref
-            return blk.et.succ if which == "jt" else blk.ef.succ
-
-        def put(ref, value):
-            blk, which = ref
-            if which == "jt":
-                blk.et.succ = value
-            else:
-                blk.ef.succ = value
-
-        same_exit = (lambda blk: blk.jt) if first == "jt" else (lambda blk: blk.jf)
+            e = e.next
+        pred0 = ep.pred
+        diff = pred0.et if pred0.et.succ is b else pred0.ef
+        exit_b = b.et.succ if is_or else b.ef.succ
+        dominates = self.dom_forest.is_ancestor
+        bid = b.id
         at_top = True
         while True:
-            d = get(diffp)
+            d = diff.succ
             if d is None:
                 return
-            if same_exit(d) is not same_exit(b):
+            if (d.et.succ if is_or else d.ef.succ) is not exit_b:
                 return
-            if not self.dominates(b, d):
+            if d is not b and not dominates(bid, d.id):
                 return
             if d.val[A_ATOM] != val:
                 break
-            diffp = (d, second)
+            diff = d.ef if is_or else d.et
             at_top = False
-        samep = (get(diffp), second)
+        d = diff.succ
+        same = d.ef if is_or else d.et
         while True:
-            sblk = get(samep)
+            sblk = same.succ
             if sblk is None:
                 return
-            if same_exit(sblk) is not same_exit(b):
+            if (sblk.et.succ if is_or else sblk.ef.succ) is not exit_b:
                 return
-            if not self.dominates(b, sblk):
+            if not dominates(bid, sblk.id):
                 return
             if sblk.val[A_ATOM] == val:
                 break
-            samep = (sblk, second)
-        pull = get(samep)
-        put(samep, get((pull, second)))
-        put((pull, second), get(diffp))
+            same = sblk.ef if is_or else sblk.et
+        pull = same.succ
+        pull_next = pull.ef if is_or else pull.et
+        same.succ = pull_next.succ
+        pull_next.succ = diff.succ
         if at_top:
             ep = b.in_edges
             while ep is not None:
-                if ep.pred.jt is b:
+                if ep.pred.et.succ is b:
                     ep.pred.et.succ = pull
                 else:
                     ep.pred.ef.succ = pull
                 ep = ep.next
         else:
-            put(diffp, pull)
+            diff.succ = pull
         self.done = False
         # libpcap master recomputes the dominators here (find_dom); 1.10.3 does not,
         # so later pull-ups of the same pass use the dominator sets of the pass start.
 
     def opt_blks(self, do_stmts):
         self.init_val()
-        maxlevel = self.root.level
         self.find_inedges()
-        for i in range(maxlevel, -1, -1):
-            for p in self.level_blocks(i):
-                self.opt_blk(p, do_stmts)
+        opt_blk = self.opt_blk
+        for p in self.desc:
+            opt_blk(p, do_stmts)
         if do_stmts:
             return
-        # Edge classes for opt_j, over the edges of the branch blocks reached:
-        # true edges by (opcode, A value, operand value), false edges likewise, and
-        # true edges by (opcode, A value) (for `jeq #k`, whose true edge with another
-        # operand value also decides the child).
-        oval_of = [0] * (2 * self.n_blocks)
-        g3t: dict[tuple, list] = {}
-        g3f: dict[tuple, list] = {}
-        g2t: dict[tuple, list] = {}
-        for i in range(1, maxlevel + 1):
-            for p in self.level_blocks(i):
-                code = p.code               # a branch: levels >= 1 have successors
-                av = p.val[A_ATOM]
-                ov = p.oval
-                t = p.et.id
-                f = p.ef.id
-                oval_of[t] = oval_of[f] = ov
-                k3 = (code, av, ov)
-                lst = g3t.get(k3)
-                if lst is None:
-                    g3t[k3] = [t]
-                else:
-                    lst.append(t)
-                lst = g3f.get(k3)
-                if lst is None:
-                    g3f[k3] = [f]
-                else:
-                    lst.append(f)
-                k2 = (code, av)
-                lst = g2t.get(k2)
-                if lst is None:
-                    g2t[k2] = [t]
-                else:
-                    lst.append(t)
-        self.edge_oval = oval_of
-
-        def min_two(prev, m):
-            # (lowest edge, lowest edge whose operand value differs from the first's)
-            if prev is None:
-                return (m, None)
-            m1, m2 = prev
-            if m < m1:
-                return (m, m1) if oval_of[m1] != oval_of[m] else (m, m2)
-            if oval_of[m] != oval_of[m1] and (m2 is None or m < m2):
-                return (m1, m)
-            return prev
-        # Each branch block's three classes as indices into one list (-1: none);
-        # a class's query structure is built when a walk first asks it (_class).
-        pending: list = []
-        indexes = []
-        for groups, combine in ((g3t, _min_id), (g3f, _min_id), (g2t, min_two)):
-            index = {}
-            for k, members in groups.items():
-                index[k] = len(pending)
-                pending.append((members, combine))
-            indexes.append(index)
-        self.class_pending = pending
-        self.edge_classes = [None] * len(pending)
-        self.class_top = [0] * len(pending)
-        it3, if3, i2 = indexes
-        jeq_k = BPF_JMP | BPF_JEQ | BPF_K
-        for i in range(1, maxlevel + 1):
-            for p in self.level_blocks(i):
-                code = p.code
-                av = p.val[A_ATOM]
-                ov = p.oval
-                k3 = (code, av, ov)
-                p.jclass = (it3[k3], if3[k3], i2[(code, av)] if code == jeq_k else -1, ov)
+        self._edge_classes()
         self.jmemo: dict[int, list] = {}
-        for i in range(1, maxlevel + 1):
-            for p in self.level_blocks(i):
-                self.opt_j(p.et)
-                self.opt_j(p.ef)
+        self._opt_j_all()
         self.find_inedges()
-        for i in range(1, maxlevel + 1):
-            for p in self.level_blocks(i):
-                self._pullup(p, "jt", "jf")
-                self._pullup(p, "jf", "jt")
+        pullup = self._pullup
+        for p in self.asc:
+            pullup(p, True)
+            pullup(p, False)
 
     def opt_loop(self, do_stmts):
         loop_count = 0
