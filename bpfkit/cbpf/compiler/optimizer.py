@@ -28,6 +28,7 @@ the contract, so the bug is reproduced.
 from __future__ import annotations
 
 from bisect import bisect_right
+from operator import attrgetter
 
 from ...errors import CompileError
 from ..isa import (BPF_A, BPF_ABS, BPF_ADD, BPF_ALU, BPF_AND, BPF_B, BPF_DIV, BPF_H, BPF_IMM,
@@ -77,7 +78,7 @@ class OBlock:
     """A block during optimization: gencode's struct block with its two edges; JT/JF
     are the edges' successors (gencode.h `#define JT(b) ((b)->et.succ)`)."""
     __slots__ = ("stmts", "code", "k", "et", "ef", "id", "level",
-                 "in_use", "out_use", "kill", "defs", "val", "oval", "in_edges",
+                 "in_use", "out_use", "kill", "val", "oval", "in_edges",
                  "longjt", "longjf", "offset", "jclass")
 
     def __init__(self, b):
@@ -88,7 +89,7 @@ class OBlock:
         self.ef = Edge(self, None)
         self.id = 0
         self.level = 0
-        self.in_use = self.out_use = self.kill = self.defs = 0
+        self.in_use = self.out_use = self.kill = 0
         self.val = [0] * N_ATOMS
         self.oval = 0
         self.in_edges = None
@@ -252,6 +253,7 @@ def _stab_build_min(members, tin, tout):
 
 
 _MISSING = object()
+_LEVEL = attrgetter("level")
 
 
 def _stab_query(st, x):
@@ -334,7 +336,8 @@ class _Optimizer:
             self.edges[i] = b.et
             b.ef.id = n + i
             self.edges[n + i] = b.ef
-        self.levels: list[list] = []
+        self.desc: list = []
+        self.asc: list = []
 
     def error(self, msg):
         raise CompileError(msg)
@@ -357,44 +360,44 @@ class _Optimizer:
     def find_levels(self):
         """optimize.c find_levels: each block's height; per level, the blocks in the
         order libpcap's linked list holds them (last one found first).  The block
-        ids are marks: a block is visited once (libpcap's isMarked)."""
-        levels: list[list] = [[] for _ in range(self.n_blocks)]
-        seen = bytearray(self.n_blocks)
-        stack = [(self.root, 0)]
+        ids are marks: a block is visited once (libpcap's isMarked).  The lists are
+        kept flattened: `desc`, all levels from the root down (opt_blk's order), and
+        `asc`, levels 1..top upwards (find_ud, opt_j, the pull-ups)."""
+        state = bytearray(self.n_blocks)  # 0 new, 1 on the DFS path, 2 done
+        post: list = []                   # libpcap's recursion's completion order
+        stack = [self.root]
         pop = stack.pop
         push = stack.append
+        leaves = 0
         while stack:
-            b, state = pop()
-            if state == 0:
-                if seen[b.id]:
-                    continue
-                seen[b.id] = 1
-                push((b, 1))
-                jt = b.et.succ
-                if jt is not None:
-                    push((b.ef.succ, 0))
-                    push((jt, 0))
-            else:
+            b = pop()
+            i = b.id
+            s = state[i]
+            if s == 0:
                 jt = b.et.succ
                 if jt is None:
-                    level = 0
+                    state[i] = 2
+                    b.level = 0
+                    post.append(b)
+                    leaves += 1
                 else:
-                    lt = jt.level
-                    lf = b.ef.succ.level
-                    level = (lt if lt > lf else lf) + 1
-                b.level = level
-                levels[level].append(b)
-        for lst in levels:
-            lst.reverse()
-        self.levels = levels
-        top = self.root.level
-        # the same lists flattened: all levels from the root down (opt_blk's order),
-        # and levels 1..top upwards (find_ud, opt_j, the pull-ups)
-        self.desc = [b for lst in levels[top::-1] for b in lst]
-        self.asc = [b for lst in levels[1:top + 1] for b in lst]
-
-    def level_blocks(self, level):
-        return self.levels[level]
+                    state[i] = 1
+                    push(b)               # popped again (state 1) after its subtrees
+                    push(b.ef.succ)
+                    push(jt)
+            elif s == 1:
+                # no block on the DFS path is reached again (the graph is acyclic),
+                # so this is b's own entry: its successors are done
+                state[i] = 2
+                lt = b.et.succ.level
+                lf = b.ef.succ.level
+                b.level = (lt if lt > lf else lf) + 1
+                post.append(b)
+        post.reverse()                    # each level's list: last completed first
+        # stable sorts keep that order within a level
+        self.desc = sorted(post, key=_LEVEL, reverse=True)
+        post.sort(key=_LEVEL)
+        self.asc = post[leaves:]
 
     def find_dom(self):
         """find_dom and find_edom of optimize.c, as dominator forests.
@@ -471,36 +474,32 @@ class _Optimizer:
         """a in b->dom (optimize.c's dominator bit test) for blocks a, b."""
         return self.dom_forest.is_ancestor(a.id, b.id)
 
-    @staticmethod
-    def compute_local_ud(b):
-        defs = use = killed = 0
+    def find_ud(self):
+        """find_ud: each block's local use/kill sets (compute_local_ud), then the uses
+        live on exit, propagated upwards level by level."""
         use_mask = USE_MASK
         def_bit = DEF_BIT
-        for st in b.stmts:
-            code = st.code
-            u = use_mask[code]
-            if u:
-                if u < 0:
-                    u = 1 << st.k
-                use |= u & ~defs
-            d = def_bit[code]
-            if d:
-                if d < 0:
-                    d = 1 << st.k
-                if not use & d:
-                    killed |= d
-                defs |= d
-        if (b.code & 0x07) == BPF_JMP:
-            use |= use_mask[b.code] & ~defs
-        b.defs = defs
-        b.kill = killed
-        b.in_use = use
-
-    def find_ud(self):
-        local = self.compute_local_ud
-        for p in self.desc:
-            local(p)
-            p.out_use = 0
+        for b in self.desc:
+            defs = use = killed = 0
+            for st in b.stmts:
+                code = st.code
+                u = use_mask[code]
+                if u:
+                    if u < 0:
+                        u = 1 << st.k
+                    use |= u & ~defs
+                d = def_bit[code]
+                if d:
+                    if d < 0:
+                        d = 1 << st.k
+                    if not use & d:
+                        killed |= d
+                    defs |= d
+            if (b.code & 0x07) == BPF_JMP:
+                use |= use_mask[b.code] & ~defs
+            b.kill = killed
+            b.in_use = use
+            b.out_use = 0
         for p in self.asc:
             out = p.out_use = p.et.succ.in_use | p.ef.succ.in_use
             p.in_use |= out & ~p.kill
