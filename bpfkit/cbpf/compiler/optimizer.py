@@ -179,7 +179,7 @@ def _stab_build(members, tin, tout, combine):
     if len(members) == 1:                 # most classes: one branch block's edge
         m = members[0]
         return [tin[m], tout[m]], [combine(None, m), None]
-    members.sort(key=tin.__getitem__)
+    members = sorted(members, key=tin.__getitem__)
     bounds: list[int] = []
     vals: list = []
     stack: list = []                      # (tout, folded value)
@@ -211,7 +211,7 @@ def _stab_build_min(members, tin, tout):
     if len(members) == 1:
         m = members[0]
         return [tin[m], tout[m]], [m, None]
-    members.sort(key=tin.__getitem__)
+    members = sorted(members, key=tin.__getitem__)
     bounds: list[int] = []
     vals: list = []
     stack_end: list[int] = []
@@ -253,6 +253,7 @@ def _stab_build_min(members, tin, tout):
 
 
 _MISSING = object()
+SMALL_CLASS = 8               # edge classes up to this size are scanned, not indexed
 _LEVEL = attrgetter("level")
 
 
@@ -980,14 +981,11 @@ class _Optimizer:
         self.class_members = members
         self.class_pairs = pairs
         self.edge_classes = [None] * len(members)
-        self.class_top = [0] * len(members)
 
     def _class(self, ci):
-        """Build edge class ci's query structure (_stab_build) and class_top[ci] (the
-        highest level of a block one of its edges leaves: the last member's, since
-        members are listed in ascending levels)."""
+        """Build edge class ci's query structure (_stab_build): for the classes with
+        more than SMALL_CLASS members; smaller ones are scanned (_ask)."""
         members = self.class_members[ci]
-        self.class_top[ci] = self.edges[members[-1]].pred.level
         f = self.edom_forest
         if self.class_pairs[ci]:
             oval_of = self.edge_oval
@@ -1008,14 +1006,52 @@ class _Optimizer:
         self.edge_classes[ci] = st
         return st
 
+    def _ask(self, ci, x):
+        """Class ci's answer for the edge with edge-dominator preorder number x: the
+        lowest member edge that dominates it (for an (opcode, A value) class, the pair
+        (lowest, lowest whose operand value differs from the lowest's)), or None.
+        Both are functions of the set of dominating members, so a small class is
+        scanned, a larger one looked up in its step function."""
+        members = self.class_members[ci]
+        if len(members) > SMALL_CLASS:
+            st = self.edge_classes[ci] or self._class(ci)
+            j = bisect_right(st[0], x)
+            return st[1][j - 1] if j else None
+        f = self.edom_forest
+        tin = f.tin
+        tout = f.tout
+        if not self.class_pairs[ci]:
+            r = None
+            for m in members:
+                if tin[m] <= x < tout[m] and (r is None or m < r):
+                    r = m
+            return r
+        oval_of = self.edge_oval
+        m1 = m2 = None
+        for m in members:
+            if tin[m] <= x < tout[m]:
+                if m1 is None:
+                    m1 = m
+                elif m < m1:
+                    if oval_of[m1] != oval_of[m]:
+                        m2 = m1
+                    m1 = m
+                elif oval_of[m] != oval_of[m1] and (m2 is None or m < m2):
+                    m2 = m
+        return None if m1 is None else (m1, m2)
+
     def _opt_j_all(self):
         """opt_j on both edges of every branch block, levels ascending."""
-        tin = self.edom_forest.tin
+        f = self.edom_forest
+        tin = f.tin
+        tout = f.tout
+        members = self.class_members
         classes = self.edge_classes
         build = self._class
         walk = self._walk
         use_conflict = self.use_conflict
         bisect = bisect_right
+        small = SMALL_CLASS
         for p in self.asc:
             for ep in (p.et, p.ef):
                 child = ep.succ
@@ -1032,22 +1068,25 @@ class _Optimizer:
                 # The common case first: no edge of the child's classes dominates ep,
                 # so nothing folds (what the walk would find, without its bookkeeping).
                 x = tin[ep.id]
-                ct, cf, c2, _ = child.jclass
-                st = classes[ct] or build(ct)
-                j = bisect(st[0], x)
-                if j and st[1][j - 1] is not None:
-                    walk(ep, child, x)
+                for ci in child.jclass[:3]:
+                    if ci < 0:
+                        continue
+                    mem = members[ci]
+                    if len(mem) > small:
+                        st = classes[ci] or build(ci)
+                        j = bisect(st[0], x)
+                        if j and st[1][j - 1] is not None:
+                            break
+                    else:
+                        for m in mem:
+                            if tin[m] <= x < tout[m]:
+                                break
+                        else:
+                            continue
+                        break
+                else:
                     continue
-                st = classes[cf] or build(cf)
-                j = bisect(st[0], x)
-                if j and st[1][j - 1] is not None:
-                    walk(ep, child, x)
-                    continue
-                if c2 >= 0:
-                    st = classes[c2] or build(c2)
-                    j = bisect(st[0], x)
-                    if j and st[1][j - 1] is not None:
-                        walk(ep, child, x)
+                walk(ep, child, x)
 
     def _walk(self, ep, child, x):
         """The rest of opt_j for edge ep (edge-dominator preorder number x) whose
@@ -1080,8 +1119,8 @@ class _Optimizer:
         Facts are keys: (0, ci) "class ci has a dominating edge", (1, ci, ov) "the
         (opcode, A value) class ci has a dominating true edge whose operand value is
         not ov", (2, ci) and (3, ci, ov) the lowest such edges themselves."""
-        classes = self.edge_classes
-        top = self.class_top
+        members = self.class_members
+        edges = self.edges
         lvl = ep.pred.level
         oval_of = self.edge_oval
         pval = ep.pred.val
@@ -1091,9 +1130,7 @@ class _Optimizer:
         def ask(ci):
             r = answers.get(ci, _MISSING)
             if r is _MISSING:
-                st = classes[ci] or self._class(ci)
-                j = bisect_right(st[0], x)
-                r = answers[ci] = st[1][j - 1] if j else None
+                r = answers[ci] = self._ask(ci, x)
             return r
 
         def derived(ci, ov):
@@ -1167,18 +1204,18 @@ class _Optimizer:
             rt = rf3 = r2 = None
             if ct >= 0:
                 rt = ask(ct)
-                if rt is not None or top[ct] >= lvl:
+                if rt is not None or edges[members[ct][-1]].pred.level >= lvl:
                     reqs[(0, ct)] = rt is not None
                 if rt is not None and not conflict(child.et.succ, atoms):
                     best = rt
                     target = child.et.succ
             if cf >= 0:
                 rf3 = ask(cf)
-                if rf3 is not None or top[cf] >= lvl:
+                if rf3 is not None or edges[members[cf][-1]].pred.level >= lvl:
                     reqs[(0, cf)] = rf3 is not None
             if c2 >= 0:
                 r2 = derived(c2, ov)
-                if r2 is not None or top[c2] >= lvl:
+                if r2 is not None or edges[members[c2][-1]].pred.level >= lvl:
                     reqs[(1, c2, ov)] = r2 is not None
             rf = rf3 if r2 is None or (rf3 is not None and rf3 < r2) else r2
             if rf is not None and best >= 0:
