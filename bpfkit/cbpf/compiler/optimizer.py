@@ -66,36 +66,38 @@ def _mode(c):
 class Edge:
     __slots__ = ("id", "code", "succ", "pred", "next")
 
-    def __init__(self, pred, succ):
-        self.id = 0
+    def __init__(self, pred, eid):
+        self.id = eid
         self.code = 0
-        self.succ = succ
+        self.succ = None
         self.pred = pred
         self.next = None
 
 
+_NO_VAL = (0,) * 18                 # before opt_blk gives a block its own list
+
+
 class OBlock:
     """A block during optimization: gencode's struct block with its two edges; JT/JF
-    are the edges' successors (gencode.h `#define JT(b) ((b)->et.succ)`)."""
+    are the edges' successors (gencode.h `#define JT(b) ((b)->et.succ)`).  `id` is
+    libpcap's block number (number_blks_r); the true edge is edge `id`, the false
+    edge `n + id`."""
     __slots__ = ("stmts", "code", "k", "et", "ef", "id", "level",
-                 "in_use", "out_use", "kill", "val", "oval", "in_edges",
-                 "longjt", "longjf", "offset", "jclass")
+                 "in_use", "out_use", "kill", "val", "oval", "in_edges", "jclass")
 
-    def __init__(self, b):
-        self.stmts = b.stmts
-        self.code = b.code
-        self.k = b.k
-        self.et = Edge(self, None)
-        self.ef = Edge(self, None)
-        self.id = 0
+    def __init__(self, stmts, code, k, bid, n):
+        self.stmts = stmts
+        self.code = code
+        self.k = k
+        self.id = bid
+        self.et = Edge(self, bid)
+        self.ef = Edge(self, n + bid)
         self.level = 0
         self.in_use = self.out_use = self.kill = 0
-        self.val = [0] * N_ATOMS
+        self.val = _NO_VAL
         self.oval = 0
         self.in_edges = None
-        self.longjt = self.longjf = 0
         self.jclass = (-1, -1, -1, 0)
-        self.offset = 0
 
     @property
     def jt(self):
@@ -323,39 +325,20 @@ class _Forest:
 
 
 class _Optimizer:
-    def __init__(self, root: OBlock):
-        self.root = root
+    def __init__(self, blocks: list):
+        """`blocks`: the graph's blocks in libpcap's numbering order (block i has
+        id i), the root first."""
+        self.root = blocks[0]
         self.done = False
         self.nbm = False          # non_branch_movement_performed
-        self.blocks: list[OBlock] = []
-        self._number(root)
-        n = len(self.blocks)
-        self.n_blocks = n
-        self.edges: list[Edge] = [None] * (2 * n)
-        for i, b in enumerate(self.blocks):
-            b.et.id = i
-            self.edges[i] = b.et
-            b.ef.id = n + i
-            self.edges[n + i] = b.ef
+        self.blocks = blocks
+        n = self.n_blocks = len(blocks)
+        self.edges: list[Edge] = [b.et for b in blocks] + [b.ef for b in blocks]
         self.desc: list = []
         self.asc: list = []
 
     def error(self, msg):
         raise CompileError(msg)
-
-    # number_blks_r: preorder, JT before JF
-    def _number(self, root):
-        seen = set()
-        stack = [root]
-        while stack:
-            p = stack.pop()
-            if p is None or id(p) in seen:
-                continue
-            seen.add(id(p))
-            p.id = len(self.blocks)
-            self.blocks.append(p)
-            stack.append(p.jf)
-            stack.append(p.jt)
 
     # -- analyses --
     def find_levels(self):
@@ -825,19 +808,23 @@ class _Optimizer:
                 last.code = NOP
                 self.changed()
                 b.et.succ, b.ef.succ = b.ef.succ, b.et.succ        # opt_not
-        if b.code == BPF_JMP | BPF_K | BPF_JSET:
+        code = b.code
+        if code == BPF_JMP | BPF_K | BPF_JSET:
             if b.k == 0:
                 b.et.succ = b.ef.succ
             if b.k == U32:
                 b.ef.succ = b.et.succ
-        val = b.val[X_ATOM]
-        if self.is_const(val) and _src(b.code) == BPF_X:
-            b.code &= ~BPF_X
-            b.k = self.vconst[val]
-        val = b.val[A_ATOM]
-        if self.is_const(val) and _src(b.code) == BPF_K:
-            v = self.vconst[val]
-            op = _op(b.code)
+        vconst = self.vconst
+        bval = b.val
+        if code & BPF_X:
+            val = bval[X_ATOM]
+            if val in vconst:
+                b.code = code = code & ~BPF_X
+                b.k = vconst[val]
+        val = bval[A_ATOM]
+        if not code & BPF_X and val in vconst:
+            v = vconst[val]
+            op = _op(code)
             if op == BPF_JEQ:
                 v = int(v == b.k)
             elif op == BPF_JGT:
@@ -900,7 +887,7 @@ class _Optimizer:
             if stmts:
                 b.stmts = []
                 self.changed()
-        else:
+        elif stmts:                       # (both do nothing without statements)
             self.opt_peep(b)
             self.opt_deadstores(b)
             code = b.code
@@ -1441,21 +1428,27 @@ class _Optimizer:
 def optimize(root) -> OBlock:
     """bpf_optimize() on the graph rooted at `root` (codegen Blocks, after finish_parse).
     Returns the new root; raises CompileError for the optimizer's own errors."""
-    mapping: dict[int, OBlock] = {}
+    # number_blks_r's preorder (JT before JF) over the codegen blocks: block ids
     order = []
+    index: dict[int, int] = {}
     stack = [root]
+    pop = stack.pop
+    push = stack.append
     while stack:
-        b = stack.pop()
-        if b is None or id(b) in mapping:
+        b = pop()
+        if b is None or id(b) in index:
             continue
-        mapping[id(b)] = OBlock(b)
+        index[id(b)] = len(order)
         order.append(b)
-        stack.append(b.jt)
-        stack.append(b.jf)
-    for b in order:
-        ob = mapping[id(b)]
-        ob.et.succ = mapping[id(b.jt)] if b.jt is not None else None
-        ob.ef.succ = mapping[id(b.jf)] if b.jf is not None else None
-        # the passes rewrite statements in place: give the optimizer its own copies
-        ob.stmts = [Stmt(s.code, s.k) for s in b.stmts]
-    return _Optimizer(mapping[id(root)]).run()
+        push(b.jf)
+        push(b.jt)
+    n = len(order)
+    # the passes rewrite statements in place: give the optimizer its own copies
+    blocks = [OBlock([Stmt(s.code, s.k) for s in b.stmts], b.code, b.k, i, n)
+              for i, b in enumerate(order)]
+    for b, ob in zip(order, blocks):
+        if b.jt is not None:
+            ob.et.succ = blocks[index[id(b.jt)]]
+        if b.jf is not None:
+            ob.ef.succ = blocks[index[id(b.jf)]]
+    return _Optimizer(blocks).run()
