@@ -267,24 +267,38 @@ def _stab_query(st, x):
     return vals[j] if j >= 0 else None
 
 
-def _lca(parent, depth, a, b):
+def _lca(parent, depth, jump, a, b):
     """Nearest common ancestor-or-self of a and b in a forest of parent links, or -1
-    (different trees)."""
+    (different trees).  `jump` holds skew-binary jump pointers (_jump), so this takes
+    O(log depth) steps however far apart a and b are."""
     if a < 0 or b < 0:
         return -1
     da = depth[a]
     db = depth[b]
+    if da < db:
+        a, b = b, a
+        da, db = db, da
     while da > db:
-        a = parent[a]
-        da -= 1
-    while db > da:
-        b = parent[b]
-        db -= 1
+        j = jump[a]
+        dj = depth[j]
+        if dj >= db:
+            a = j
+            da = dj
+        else:
+            a = parent[a]
+            da -= 1
     while a != b:
-        a = parent[a]
-        b = parent[b]
-        if a < 0:
-            return -1
+        ja = jump[a]
+        if ja != jump[b]:
+            if ja == a:                   # two roots
+                return -1
+            a = ja
+            b = jump[b]
+        else:
+            a = parent[a]
+            b = parent[b]
+            if a < 0:
+                return -1
     return a
 
 
@@ -399,11 +413,13 @@ class _Optimizer:
         nowhere).  Nothing but the chains' content is used, so the results are
         libpcap's."""
         n = self.n_blocks
-        bpar = [-1] * n                   # block forest: parent, depth, parents-first order
+        bpar = [-1] * n                   # block forest: parent, depth, jump pointers
         bdep = [0] * n
-        border = []
+        bjmp = list(range(n))
+        border = []                       # its nodes, parents first
         epar = [-1] * (2 * n)             # edge forest
         edep = [0] * (2 * n)
+        ejmp = list(range(2 * n))
         eorder = []
         blca = [-2] * n                   # per block: common ancestor of preds; -2 none yet
         elca = [-2] * n                   # the same over in-edges
@@ -416,15 +432,23 @@ class _Optimizer:
                 continue                  # a leaf: see below
             i = b.id
             bp = blca[i]
-            bpar[i] = bp
-            bdep[i] = bdep[bp] + 1 if bp >= 0 else 0
+            if bp >= 0:
+                bpar[i] = bp
+                bdep[i] = bdep[bp] + 1
+                pj = bjmp[bp]
+                ppj = bjmp[pj]
+                bjmp[i] = ppj if bdep[bp] - bdep[pj] == bdep[pj] - bdep[ppj] else bp
             border.append(i)
             ep_ = elca[i]
-            d = edep[ep_] + 1 if ep_ >= 0 else 0
             eid = i
             fid = n + i
-            epar[eid] = epar[fid] = ep_
-            edep[eid] = edep[fid] = d
+            if ep_ >= 0:
+                epar[eid] = epar[fid] = ep_
+                edep[eid] = edep[fid] = edep[ep_] + 1
+                pj = ejmp[ep_]
+                ppj = ejmp[pj]
+                ejmp[eid] = ejmp[fid] = \
+                    ppj if edep[ep_] - edep[pj] == edep[pj] - edep[ppj] else ep_
             eorder.append(eid)
             eorder.append(fid)
             # A leaf's dominators are never asked for (pull-ups stop at leaves; leaf
@@ -438,8 +462,8 @@ class _Optimizer:
                     elca[j] = eid
                 else:
                     if c != i:
-                        blca[j] = lca(bpar, bdep, c, i)
-                    elca[j] = lca(epar, edep, elca[j], eid)
+                        blca[j] = lca(bpar, bdep, bjmp, c, i)
+                    elca[j] = lca(epar, edep, ejmp, elca[j], eid)
             jf = b.ef.succ
             if jf.et.succ is not None:
                 j = jf.id
@@ -449,8 +473,8 @@ class _Optimizer:
                     elca[j] = fid
                 else:
                     if c != i:
-                        blca[j] = lca(bpar, bdep, c, i)
-                    elca[j] = lca(epar, edep, elca[j], fid)
+                        blca[j] = lca(bpar, bdep, bjmp, c, i)
+                    elca[j] = lca(epar, edep, ejmp, elca[j], fid)
         self.dom_forest = _Forest(n, border, bpar)
         self.edom_forest = _Forest(2 * n, eorder, epar)
 
