@@ -1135,34 +1135,14 @@ class _Optimizer:
         lvl = ep.pred.level
         oval_of = self.edge_oval
         pval = ep.pred.val
-        answers: dict = {}                # class -> its query answer for x
-        facts: dict = {}                  # fact key -> value, as memo entries ask them
+        ask_ = self._ask
+        answers: dict = {}                # class -> its answer for x (_ask)
 
         def ask(ci):
             r = answers.get(ci, _MISSING)
             if r is _MISSING:
-                r = answers[ci] = self._ask(ci, x)
+                r = answers[ci] = ask_(ci, x)
             return r
-
-        def derived(ci, ov):
-            # the lowest true edge of class ci whose operand value is not ov
-            pair = ask(ci)
-            if pair is None:
-                return None
-            return pair[0] if oval_of[pair[0]] != ov else pair[1]
-
-        def fact(key):
-            kind = key[0]
-            if kind == 0:
-                v = ask(key[1]) is not None
-            elif kind == 1:
-                v = derived(key[1], key[2]) is not None
-            elif kind == 2:
-                v = ask(key[1])
-            else:
-                v = derived(key[1], key[2])
-            facts[key] = v
-            return v
 
         def conflict(t, atoms):
             use = t.out_use
@@ -1186,27 +1166,40 @@ class _Optimizer:
         tail_atoms: tuple = ()
         tail_hops = 0
         while True:
-            replayed = False
-            for ent_reqs, ent_atoms, ent_result, ent_hops in memo.get(child.id, ()):
-                for key, want in ent_reqs:
-                    v = facts.get(key, _MISSING)
-                    if v is _MISSING:
-                        v = fact(key)
-                    if v != want:
-                        break
-                else:
-                    for atom, v in ent_atoms:
-                        if pval[atom] != v:
-                            break
+            entries = memo.get(child.id)
+            if entries is not None:
+                for ent in entries:
+                    for key, want in ent[0]:
+                        ci = key[1]
+                        r = answers.get(ci, _MISSING)
+                        if r is _MISSING:
+                            r = answers[ci] = ask_(ci, x)
+                        kind = key[0]
+                        if kind == 0:
+                            if (r is not None) != want:
+                                break
+                        elif kind == 2:
+                            if r != want:
+                                break
+                        else:
+                            if r is not None:
+                                r = r[0] if oval_of[r[0]] != key[2] else r[1]
+                            if kind == 1:
+                                if (r is not None) != want:
+                                    break
+                            elif r != want:
+                                break
                     else:
-                        tail_reqs = ent_reqs
-                        tail_atoms = ent_atoms
-                        tail_hops = ent_hops
-                        result = ent_result
-                        replayed = True
-                        break
-            if replayed:
-                break
+                        for atom, v in ent[1]:
+                            if pval[atom] != v:
+                                break
+                        else:
+                            tail_reqs, tail_atoms, result, tail_hops = ent
+                            break
+                else:
+                    entries = None
+                if entries is not None:
+                    break                 # replayed
             ct, cf, c2, ov = child.jclass
             reqs: dict = {}
             atoms: dict = {}
@@ -1225,7 +1218,10 @@ class _Optimizer:
                 if rf3 is not None or edges[members[cf][-1]].pred.level >= lvl:
                     reqs[(0, cf)] = rf3 is not None
             if c2 >= 0:
-                r2 = derived(c2, ov)
+                # the lowest true edge of class c2 whose operand value is not ov
+                r2 = ask(c2)
+                if r2 is not None:
+                    r2 = r2[0] if oval_of[r2[0]] != ov else r2[1]
                 if r2 is not None or edges[members[c2][-1]].pred.level >= lvl:
                     reqs[(1, c2, ov)] = r2 is not None
             rf = rf3 if r2 is None or (rf3 is not None and rf3 < r2) else r2
