@@ -350,6 +350,8 @@ class _Optimizer:
         self.edges: list[Edge] = [b.et for b in blocks] + [b.ef for b in blocks]
         self.desc: list = []
         self.asc: list = []
+        self.unchanged = False        # the last pass changed nothing
+        self.dirty = False
 
     def error(self, msg):
         raise CompileError(msg)
@@ -834,10 +836,13 @@ class _Optimizer:
                 b.et.succ, b.ef.succ = b.ef.succ, b.et.succ        # opt_not
         code = b.code
         if code == BPF_JMP | BPF_K | BPF_JSET:
+            # (libpcap does not count these changes: they do not keep opt_loop going)
             if b.k == 0:
                 b.et.succ = b.ef.succ
+                self.dirty = True
             if b.k == U32:
                 b.ef.succ = b.et.succ
+                self.dirty = True
         vconst = self.vconst
         bval = b.val
         if code & BPF_X:
@@ -845,6 +850,7 @@ class _Optimizer:
             if val in vconst:
                 b.code = code = code & ~BPF_X
                 b.k = vconst[val]
+                self.dirty = True
         val = bval[A_ATOM]
         if not code & BPF_X and val in vconst:
             v = vconst[val]
@@ -1326,7 +1332,8 @@ class _Optimizer:
 
     def opt_blks(self, do_stmts):
         self.init_val()
-        self.find_inedges()
+        if not self.unchanged:            # else the last pass's final in-edge lists hold
+            self.find_inedges()
         opt_blk = self.opt_blk
         for p in self.desc:
             opt_blk(p, do_stmts)
@@ -1346,13 +1353,18 @@ class _Optimizer:
         while True:
             self.done = True
             self.nbm = False
-            self.find_levels()
+            if not self.unchanged:
+                # (after a pass that changed nothing - the last of opt_loop(0) - the
+                # levels and use sets are those already computed)
+                self.find_levels()
+                self.find_ud()
             if not do_stmts:
                 # Only opt_j and the pull-ups read the dominators, and a statement
                 # pass returns before them (opt_blks).
                 self.find_dom()
-            self.find_ud()
+            self.dirty = False            # changes libpcap does not count (opt_peep)
             self.opt_blks(do_stmts)
+            self.unchanged = self.done and not self.dirty
             if self.done:
                 break
             if self.nbm:
