@@ -882,7 +882,13 @@ class _Optimizer:
             while p is not None:
                 pv = p.pred.val
                 if pv != val:
-                    val = [x if x == y else 0 for x, y in zip(val, pv)]
+                    if pv[:A_ATOM] == val[:A_ATOM]:   # scratch memory agrees: A, X
+                        if pv[A_ATOM] != val[A_ATOM]:
+                            val[A_ATOM] = 0
+                        if pv[X_ATOM] != val[X_ATOM]:
+                            val[X_ATOM] = 0
+                    else:
+                        val = [x if x == y else 0 for x, y in zip(val, pv)]
                 p = p.next
         b.val = val
         aval = val[A_ATOM]
