@@ -1710,7 +1710,23 @@ class CodeGen:
             top = bpf_optimize(top)
             if top.code == BPF_RET | BPF_K and top.k == 0:
                 self.error("expression rejects all packets")
-        return linearize(top)
+            return linearize(top)
+        insns = linearize(top)
+        _release(top)
+        return insns
+
+
+def _release(root: Block) -> None:
+    """Drop the `head` links (reference cycles) of a finished graph, so that it is
+    freed as soon as it is no longer used rather than by a collector pass."""
+    stack = [root]
+    while stack:
+        b = stack.pop()
+        if b is None or b.head is None:
+            continue
+        b.head = None
+        stack.append(b.jt)
+        stack.append(b.jf)
 
 
 def _swap16(v: int) -> int:

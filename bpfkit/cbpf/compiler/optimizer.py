@@ -1460,6 +1460,15 @@ class _Optimizer:
         self.opt_loop(True)
         self.intern_blocks()
         self.opt_root()
+        # Leave a graph without reference cycles (predecessor links, in-edge lists),
+        # so it is freed as soon as it is laid out instead of by a collector pass
+        # over every object the compilation made.
+        for b in self.blocks:
+            b.in_edges = None
+            et = b.et
+            et.pred = et.next = None
+            ef = b.ef
+            ef.pred = ef.next = None
         return self.root
 
 
@@ -1478,6 +1487,7 @@ def optimize(root) -> OBlock:
             continue
         index[id(b)] = len(order)
         order.append(b)
+        b.head = None                     # (a reference cycle; codegen is done with it)
         push(b.jf)
         push(b.jt)
     n = len(order)
