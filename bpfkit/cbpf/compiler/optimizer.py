@@ -64,11 +64,12 @@ def _mode(c):
 
 
 class Edge:
-    __slots__ = ("id", "code", "succ", "pred", "next")
+    """An edge; libpcap's edge code (the branch opcode, negated for a false edge) is
+    read from the predecessor when needed."""
+    __slots__ = ("id", "succ", "pred", "next")
 
     def __init__(self, pred, eid):
         self.id = eid
-        self.code = 0
         self.succ = None
         self.pred = pred
         self.next = None
@@ -416,9 +417,8 @@ class _Optimizer:
         libpcap's."""
         n = self.n_blocks
         bpar = [-1] * n                   # block forest: parent, depth, jump pointers
-        bdep = [0] * n
+        bdep = [-1] * n                   # (-1: not in the forest)
         bjmp = list(range(n))
-        border = []                       # its nodes, parents first
         epar = [-1] * (2 * n)             # edge forest
         edep = [0] * (2 * n)
         ejmp = list(range(2 * n))
@@ -440,7 +440,8 @@ class _Optimizer:
                 pj = bjmp[bp]
                 ppj = bjmp[pj]
                 bjmp[i] = ppj if bdep[bp] - bdep[pj] == bdep[pj] - bdep[ppj] else bp
-            border.append(i)
+            else:
+                bdep[i] = 0
             ep_ = elca[i]
             eid = i
             fid = n + i
@@ -477,12 +478,30 @@ class _Optimizer:
                     if c != i:
                         blca[j] = lca(bpar, bdep, bjmp, c, i)
                     elca[j] = lca(epar, edep, ejmp, elca[j], fid)
-        self.dom_forest = _Forest(n, border, bpar)
+        self.dom_tree = (bpar, bdep, bjmp)
         self.edom_forest = _Forest(2 * n, eorder, epar)
 
-    def dominates(self, a, b) -> bool:
-        """a in b->dom (optimize.c's dominator bit test) for blocks a, b."""
-        return self.dom_forest.is_ancestor(a.id, b.id)
+    def dominates(self, a: int, b: int) -> bool:
+        """Block a in b->dom (optimize.c's dominator bit test), for block ids.  A block
+        outside the forest (not reached from the root) is dominated by everything, as
+        libpcap's all-ones initial set says."""
+        parent, depth, jump = self.dom_tree
+        db = depth[b]
+        if db < 0:
+            return True
+        da = depth[a]
+        if da < 0 or da > db:
+            return False
+        while db > da:                    # b's ancestor at a's depth
+            j = jump[b]
+            dj = depth[j]
+            if dj >= da:
+                b = j
+                db = dj
+            else:
+                b = parent[b]
+                db -= 1
+        return a == b
 
     def find_ud(self):
         """find_ud: each block's local use/kill sets (compute_local_ud), then the uses
@@ -933,8 +952,6 @@ class _Optimizer:
             k = b.k & U32
             v = table.get((BPF_LD | BPF_IMM, k, 0))
             b.oval = v if v is not None else self.K(k)
-        b.et.code = code
-        b.ef.code = -code
 
     # -- branch optimizations --
     @staticmethod
@@ -963,7 +980,6 @@ class _Optimizer:
         members: list[list] = []          # per class: its edges, in ascending levels
         pairs: list[bool] = []            # per class: (opcode, A value) class of jeq #k
         it3: dict = {}
-        if3: dict = {}
         i2: dict = {}
         jeq_k = BPF_JMP | BPF_JEQ | BPF_K
         for p in self.asc:
@@ -976,17 +992,16 @@ class _Optimizer:
             k3 = (code, av, ov)
             ct = it3.get(k3)
             if ct is None:
+                # the true class, and its false class next to it
                 ct = it3[k3] = len(members)
+                cf = ct + 1
                 members.append([t])
-                pairs.append(False)
-            else:
-                members[ct].append(t)
-            cf = if3.get(k3)
-            if cf is None:
-                cf = if3[k3] = len(members)
                 members.append([f])
                 pairs.append(False)
+                pairs.append(False)
             else:
+                cf = ct + 1
+                members[ct].append(t)
                 members[cf].append(f)
             if code == jeq_k:
                 k2 = (code, av)
@@ -1290,7 +1305,7 @@ class _Optimizer:
         pred0 = ep.pred
         diff = pred0.et if pred0.et.succ is b else pred0.ef
         exit_b = b.et.succ if is_or else b.ef.succ
-        dominates = self.dom_forest.is_ancestor
+        dominates = self.dominates
         bid = b.id
         at_top = True
         while True:
