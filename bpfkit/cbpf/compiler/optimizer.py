@@ -979,6 +979,7 @@ class _Optimizer:
         oval_of = [0] * (2 * self.n_blocks)
         members: list[list] = []          # per class: its edges, in ascending levels
         pairs: list[bool] = []            # per class: (opcode, A value) class of jeq #k
+        tops: list[int] = []              # per class: the highest level an edge leaves
         it3: dict = {}
         i2: dict = {}
         jeq_k = BPF_JMP | BPF_JEQ | BPF_K
@@ -990,6 +991,7 @@ class _Optimizer:
             f = p.ef.id
             oval_of[t] = oval_of[f] = ov
             k3 = (code, av, ov)
+            lvl = p.level
             ct = it3.get(k3)
             if ct is None:
                 # the true class, and its false class next to it
@@ -999,10 +1001,13 @@ class _Optimizer:
                 members.append([f])
                 pairs.append(False)
                 pairs.append(False)
+                tops.append(lvl)
+                tops.append(lvl)
             else:
                 cf = ct + 1
                 members[ct].append(t)
                 members[cf].append(f)
+                tops[ct] = tops[cf] = lvl
             if code == jeq_k:
                 k2 = (code, av)
                 c2 = i2.get(k2)
@@ -1010,14 +1015,17 @@ class _Optimizer:
                     c2 = i2[k2] = len(members)
                     members.append([t])
                     pairs.append(True)
+                    tops.append(lvl)
                 else:
                     members[c2].append(t)
+                    tops[c2] = lvl
             else:
                 c2 = -1
             p.jclass = (ct, cf, c2, ov)
         self.edge_oval = oval_of
         self.class_members = members
         self.class_pairs = pairs
+        self.class_top = tops
         self.edge_classes = [None] * len(members)
 
     def _class(self, ci):
@@ -1157,8 +1165,7 @@ class _Optimizer:
         Facts are keys: (0, ci) "class ci has a dominating edge", (1, ci, ov) "the
         (opcode, A value) class ci has a dominating true edge whose operand value is
         not ov", (2, ci) and (3, ci, ov) the lowest such edges themselves."""
-        members = self.class_members
-        edges = self.edges
+        top = self.class_top
         lvl = ep.pred.level
         oval_of = self.edge_oval
         pval = ep.pred.val
@@ -1189,14 +1196,14 @@ class _Optimizer:
 
         memo = self.jmemo
         trail = []               # (block, facts, atoms, target) of each step computed
-        tail_reqs: tuple = ()
-        tail_atoms: tuple = ()
+        tail_reqs: dict = {}
+        tail_atoms: dict = {}
         tail_hops = 0
         while True:
             entries = memo.get(child.id)
             if entries is not None:
                 for ent in entries:
-                    for key, want in ent[0]:
+                    for key, want in ent[0].items():
                         ci = key[1]
                         r = answers.get(ci, _MISSING)
                         if r is _MISSING:
@@ -1217,7 +1224,7 @@ class _Optimizer:
                             elif r != want:
                                 break
                     else:
-                        for atom, v in ent[1]:
+                        for atom, v in ent[1].items():
                             if pval[atom] != v:
                                 break
                         else:
@@ -1235,21 +1242,22 @@ class _Optimizer:
             rt = rf3 = r2 = None
             if ct >= 0:
                 rt = ask(ct)
-                if rt is not None or edges[members[ct][-1]].pred.level >= lvl:
+                if rt is not None or top[ct] >= lvl:
                     reqs[(0, ct)] = rt is not None
-                if rt is not None and not conflict(child.et.succ, atoms):
+                if rt is not None and not (child.et.succ.out_use and
+                                           conflict(child.et.succ, atoms)):
                     best = rt
                     target = child.et.succ
             if cf >= 0:
                 rf3 = ask(cf)
-                if rf3 is not None or edges[members[cf][-1]].pred.level >= lvl:
+                if rf3 is not None or top[cf] >= lvl:
                     reqs[(0, cf)] = rf3 is not None
             if c2 >= 0:
                 # the lowest true edge of class c2 whose operand value is not ov
                 r2 = ask(c2)
                 if r2 is not None:
                     r2 = r2[0] if oval_of[r2[0]] != ov else r2[1]
-                if r2 is not None or edges[members[c2][-1]].pred.level >= lvl:
+                if r2 is not None or top[c2] >= lvl:
                     reqs[(1, c2, ov)] = r2 is not None
             rf = rf3 if r2 is None or (rf3 is not None and rf3 < r2) else r2
             if rf is not None and best >= 0:
@@ -1260,7 +1268,7 @@ class _Optimizer:
                 if c2 >= 0:
                     reqs[(3, c2, ov)] = r2
             if rf is not None and (best < 0 or rf < best) and \
-                    not conflict(child.ef.succ, atoms):
+                    not (child.ef.succ.out_use and conflict(child.ef.succ, atoms)):
                 target = child.ef.succ
             trail.append((child, reqs, atoms, target))
             if target is None:
@@ -1271,21 +1279,21 @@ class _Optimizer:
                 result = target
                 break
         # Record the walk from every block where a step was computed (its suffix).
-        acc_reqs = dict(tail_reqs)
-        acc_atoms = dict(tail_atoms)
         hops = tail_hops
-        for blk, reqs, atoms, target in reversed(trail):
-            if target is not None:
-                hops += 1
-            acc_reqs.update(reqs)
-            acc_atoms.update(atoms)
-            entries = memo.get(blk.id)
-            if entries is None:
-                memo[blk.id] = [(tuple(acc_reqs.items()), tuple(acc_atoms.items()),
-                                 result, hops)]
-            elif len(entries) < 8:
-                entries.append((tuple(acc_reqs.items()), tuple(acc_atoms.items()),
-                                result, hops))
+        if trail:
+            acc_reqs = dict(tail_reqs)
+            acc_atoms = dict(tail_atoms)
+            for blk, reqs, atoms, target in reversed(trail):
+                if target is not None:
+                    hops += 1
+                acc_reqs.update(reqs)
+                if atoms:
+                    acc_atoms.update(atoms)
+                entries = memo.get(blk.id)
+                if entries is None:
+                    memo[blk.id] = [(dict(acc_reqs), dict(acc_atoms), result, hops)]
+                elif len(entries) < 8:
+                    entries.append((dict(acc_reqs), dict(acc_atoms), result, hops))
         if hops:
             self.done = False
             ep.succ = result
