@@ -1278,17 +1278,22 @@ class _Optimizer:
             if target.et.succ is None:
                 result = target
                 break
-        # Record the walk from every block where a step was computed (its suffix).
+        # Record the walk from every block where a step was computed (its suffix),
+        # except from the last one when the walk ended there (that entry would save
+        # no more than the one step it records).
         hops = tail_hops
         if trail:
             acc_reqs = dict(tail_reqs)
             acc_atoms = dict(tail_atoms)
+            last = None if tail_reqs or tail_hops else trail[-1][0]
             for blk, reqs, atoms, target in reversed(trail):
                 if target is not None:
                     hops += 1
                 acc_reqs.update(reqs)
                 if atoms:
                     acc_atoms.update(atoms)
+                if blk is last:
+                    continue
                 entries = memo.get(blk.id)
                 if entries is None:
                     memo[blk.id] = [(dict(acc_reqs), dict(acc_atoms), result, hops)]
