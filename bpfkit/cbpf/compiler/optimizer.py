@@ -84,7 +84,7 @@ class OBlock:
     libpcap's block number (number_blks_r); the true edge is edge `id`, the false
     edge `n + id`."""
     __slots__ = ("stmts", "code", "k", "et", "ef", "id", "level",
-                 "in_use", "out_use", "kill", "val", "oval", "in_edges", "jclass")
+                 "in_use", "out_use", "val", "oval", "in_edges", "jclass")
 
     def __init__(self, stmts, code, k, bid, n):
         self.stmts = stmts
@@ -94,7 +94,7 @@ class OBlock:
         self.et = Edge(self, bid)
         self.ef = Edge(self, n + bid)
         self.level = 0
-        self.in_use = self.out_use = self.kill = 0
+        self.in_use = self.out_use = 0
         self.val = _NO_VAL
         self.oval = 0
         self.in_edges = None
@@ -359,16 +359,24 @@ class _Optimizer:
 
     # -- analyses --
     def find_levels(self):
-        """optimize.c find_levels: each block's height; per level, the blocks in the
-        order libpcap's linked list holds them (last one found first).  The block
-        ids are marks: a block is visited once (libpcap's isMarked).  The lists are
-        kept flattened: `desc`, all levels from the root down (opt_blk's order), and
-        `asc`, levels 1..top upwards (find_ud, opt_j, the pull-ups)."""
+        """optimize.c find_levels and find_ud in one depth-first walk.
+
+        Levels: each block's height; per level, the blocks in the order libpcap's
+        linked list holds them (last one found first).  The block ids are marks: a
+        block is visited once (libpcap's isMarked).  The lists are kept flattened:
+        `desc`, all levels from the root down (opt_blk's order), and `asc`, levels
+        1..top upwards (opt_j, the pull-ups).
+
+        find_ud: each block's local use and kill sets (compute_local_ud) and the uses
+        live on exit (out_use, the successors' in_use), computed when the block is
+        finished, i.e. after its successors, as libpcap's level-by-level pass."""
         state = bytearray(self.n_blocks)  # 0 new, 1 on the DFS path, 2 done
         post: list = []                   # libpcap's recursion's completion order
         stack = [self.root]
         pop = stack.pop
         push = stack.append
+        use_mask = USE_MASK
+        def_bit = DEF_BIT
         leaves = 0
         while stack:
             b = pop()
@@ -376,24 +384,48 @@ class _Optimizer:
             s = state[i]
             if s == 0:
                 jt = b.et.succ
-                if jt is None:
-                    state[i] = 2
-                    b.level = 0
-                    post.append(b)
-                    leaves += 1
-                else:
+                if jt is not None:
                     state[i] = 1
                     push(b)               # popped again (state 1) after its subtrees
                     push(b.ef.succ)
                     push(jt)
+                    continue
+                state[i] = 2
+                b.level = 0
+                leaves += 1
+                out = 0
             elif s == 1:
                 # no block on the DFS path is reached again (the graph is acyclic),
                 # so this is b's own entry: its successors are done
                 state[i] = 2
-                lt = b.et.succ.level
-                lf = b.ef.succ.level
+                jt = b.et.succ
+                jf = b.ef.succ
+                lt = jt.level
+                lf = jf.level
                 b.level = (lt if lt > lf else lf) + 1
-                post.append(b)
+                out = jt.in_use | jf.in_use
+            else:
+                continue
+            post.append(b)
+            defs = use = killed = 0
+            for st in b.stmts:
+                code = st.code
+                u = use_mask[code]
+                if u:
+                    if u < 0:
+                        u = 1 << st.k
+                    use |= u & ~defs
+                d = def_bit[code]
+                if d:
+                    if d < 0:
+                        d = 1 << st.k
+                    if not use & d:
+                        killed |= d
+                    defs |= d
+            if (b.code & 0x07) == BPF_JMP:
+                use |= use_mask[b.code] & ~defs
+            b.out_use = out
+            b.in_use = use | (out & ~killed)
         post.reverse()                    # each level's list: last completed first
         # stable sorts keep that order within a level
         self.desc = sorted(post, key=_LEVEL, reverse=True)
@@ -502,36 +534,6 @@ class _Optimizer:
                 b = parent[b]
                 db -= 1
         return a == b
-
-    def find_ud(self):
-        """find_ud: each block's local use/kill sets (compute_local_ud), then the uses
-        live on exit, propagated upwards level by level."""
-        use_mask = USE_MASK
-        def_bit = DEF_BIT
-        for b in self.desc:
-            defs = use = killed = 0
-            for st in b.stmts:
-                code = st.code
-                u = use_mask[code]
-                if u:
-                    if u < 0:
-                        u = 1 << st.k
-                    use |= u & ~defs
-                d = def_bit[code]
-                if d:
-                    if d < 0:
-                        d = 1 << st.k
-                    if not use & d:
-                        killed |= d
-                    defs |= d
-            if (b.code & 0x07) == BPF_JMP:
-                use |= use_mask[b.code] & ~defs
-            b.kill = killed
-            b.in_use = use
-            b.out_use = 0
-        for p in self.asc:
-            out = p.out_use = p.et.succ.in_use | p.ef.succ.in_use
-            p.in_use |= out & ~p.kill
 
     def find_inedges(self):
         blocks = self.desc
@@ -1390,8 +1392,7 @@ class _Optimizer:
             if not self.unchanged:
                 # (after a pass that changed nothing - the last of opt_loop(0) - the
                 # levels and use sets are those already computed)
-                self.find_levels()
-                self.find_ud()
+                self.find_levels()            # (and find_ud)
             if not do_stmts:
                 # Only opt_j and the pull-ups read the dominators, and a statement
                 # pass returns before them (opt_blks).
