@@ -256,6 +256,7 @@ def _stab_build_min(members, tin, tout):
 
 
 _MISSING = object()
+VECTOR_MIN_BLOCKS = 1000      # from this size, opt_j's common case is one numpy pass
 SMALL_CLASS = 8               # edge classes up to this size are scanned, not indexed
 _LEVEL = attrgetter("level")
 
@@ -984,6 +985,8 @@ class _Optimizer:
         tops: list[int] = []              # per class: the highest level an edge leaves
         it3: dict = {}
         i2: dict = {}
+        cts: list[int] = []               # per block of asc: its true class
+        c2s: list[int] = []               # and its (opcode, A value) class, or -1
         jeq_k = BPF_JMP | BPF_JEQ | BPF_K
         for p in self.asc:
             code = p.code                 # a branch: levels >= 1 have successors
@@ -1024,7 +1027,11 @@ class _Optimizer:
             else:
                 c2 = -1
             p.jclass = (ct, cf, c2, ov)
+            cts.append(ct)
+            c2s.append(c2)
         self.edge_oval = oval_of
+        self.asc_ct = cts
+        self.asc_c2 = c2s
         self.class_members = members
         self.class_pairs = pairs
         self.class_top = tops
@@ -1088,8 +1095,64 @@ class _Optimizer:
                     m2 = m
         return None if m1 is None else (m1, m2)
 
+    def _dominated_edges(self) -> list:
+        """opt_j's common-case test for all edges at once: per edge id, whether an edge
+        of one of its successor's classes dominates it (the successor as it is before
+        opt_j runs, which is what opt_j sees unless it skips a block with equal
+        branches first).  numpy, for long filters.
+
+        A class's member edges have nested or disjoint preorder intervals in the
+        edge-dominator forest, so the ones not inside another member of the class
+        (the outermost) are disjoint, and an edge is dominated by a member iff the
+        last outermost member starting at or before it (by preorder number) ends
+        after it.  Keys are class * (2n + 1) + preorder number, one sorted array for
+        all classes."""
+        import numpy as np
+        n = self.n_blocks
+        asc = self.asc
+        f = self.edom_forest
+        tin = np.array(f.tin, dtype=np.int64)
+        tout = np.array(f.tout, dtype=np.int64)
+        pid = np.fromiter((p.id for p in asc), dtype=np.int64, count=len(asc))
+        ct = np.array(self.asc_ct, dtype=np.int64)
+        c2 = np.array(self.asc_c2, dtype=np.int64)
+        has2 = c2 >= 0
+        m_cls = np.concatenate((ct, ct + 1, c2[has2]))
+        m_edge = np.concatenate((pid, pid + n, pid[has2]))
+        big = 2 * n + 1
+        start = m_cls * big + tin[m_edge]
+        order = np.argsort(start, kind="stable")
+        start = start[order]
+        end = (m_cls * big + tout[m_edge])[order]
+        outer = np.ones(len(start), dtype=bool)
+        outer[1:] = np.maximum.accumulate(end)[:-1] <= start[1:]
+        ostart = start[outer]
+        oend = end[outer]
+        # the queries: each edge of a block of asc, its successor's classes
+        cls_t = np.full(n, -1, dtype=np.int64)
+        cls_t[pid] = ct
+        cls_2 = np.full(n, -1, dtype=np.int64)
+        cls_2[pid] = c2
+        succ = np.fromiter([p.et.succ.id for p in asc] + [p.ef.succ.id for p in asc],
+                           dtype=np.int64, count=2 * len(asc))
+        eid = np.concatenate((pid, pid + n))
+        x = tin[eid]
+
+        def dominated(cls):
+            q = cls * big + x
+            i = np.searchsorted(ostart, q, side="right") - 1
+            return (cls >= 0) & (i >= 0) & (oend[np.maximum(i, 0)] > q)
+        c = cls_t[succ]
+        hit = dominated(c)
+        hit |= dominated(np.where(c >= 0, c + 1, -1))
+        hit |= dominated(cls_2[succ])
+        out = np.zeros(2 * n, dtype=bool)
+        out[eid] = hit
+        return out.tolist()
+
     def _opt_j_all(self):
         """opt_j on both edges of every branch block, levels ascending."""
+        need = self._dominated_edges() if self.n_blocks >= VECTOR_MIN_BLOCKS else None
         f = self.edom_forest
         tin = f.tin
         tout = f.tout
@@ -1113,6 +1176,10 @@ class _Optimizer:
                     ep.succ = child = cjt
                     if cjt.et.succ is None:
                         continue
+                elif need is not None:
+                    if need[ep.id]:
+                        walk(ep, child, tin[ep.id])
+                    continue
                 # The common case first: no edge of the child's classes dominates ep,
                 # so nothing folds (what the walk would find, without its bookkeeping).
                 x = tin[ep.id]
