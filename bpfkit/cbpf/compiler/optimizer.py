@@ -1457,8 +1457,12 @@ class _Optimizer:
         self.find_inedges()
         pullup = self._pullup
         for p in self.asc:
-            pullup(p, True)
-            pullup(p, False)
+            # Each pull-up's chain starts with the block's other successor sharing its
+            # exit (or_pullup: JT(JF(b)) == JT(b)); without that it returns at once.
+            if p.ef.succ.et.succ is p.et.succ:
+                pullup(p, True)
+            if p.et.succ.ef.succ is p.ef.succ:
+                pullup(p, False)
 
     def opt_loop(self, do_stmts):
         loop_count = 0
