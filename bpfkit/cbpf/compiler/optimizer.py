@@ -1515,42 +1515,50 @@ class _Optimizer:
         successors are identified, bottom-up over the live graph, each class
         represented by its highest-numbered member (libpcap's link chains all end
         there).  The root is never redirected (nothing points to it)."""
+        state = bytearray(self.n_blocks)  # 0 new, 1 on the DFS path, 2 done
         post: list[OBlock] = []
-        seen = set()
-        stack = [(self.root, 0)]
+        stack = [self.root]
+        pop = stack.pop
+        push = stack.append
         while stack:
-            b, state = stack.pop()
-            if state == 0:
-                if id(b) in seen:
-                    continue
-                seen.add(id(b))
-                stack.append((b, 1))
+            b = pop()
+            i = b.id
+            s = state[i]
+            if s == 0:
                 if (b.code & 0x07) != BPF_RET:
-                    stack.append((b.ef.succ, 0))
-                    stack.append((b.et.succ, 0))
-            else:
-                post.append(b)
-        cls: dict[int, int] = {}             # id(block) -> class number
+                    state[i] = 1
+                    push(b)
+                    push(b.ef.succ)
+                    push(b.et.succ)
+                    continue
+            elif s != 1:
+                continue
+            state[i] = 2
+            post.append(b)
+        cls = [0] * self.n_blocks         # block id -> class number
         keys: dict[tuple, int] = {}
         rep: list[OBlock] = []
-        for b in post:                       # successors before predecessors
-            if (b.code & 0x07) != BPF_RET:
-                succ = (cls[id(b.et.succ)], cls[id(b.ef.succ)])
+        for b in post:                    # successors before predecessors
+            stmts = b.stmts
+            if stmts:
+                skey = tuple([(st.code, st.k) for st in stmts if st.code != NOP])
             else:
-                succ = (None, None)
-            key = (b.code, b.k, succ,
-                   tuple((st.code, st.k) for st in b.stmts if st.code != NOP))
+                skey = ()
+            if (b.code & 0x07) != BPF_RET:
+                key = (b.code, b.k, cls[b.et.succ.id], cls[b.ef.succ.id], skey)
+            else:
+                key = (b.code, b.k, None, None, skey)
             c = keys.get(key)
             if c is None:
                 c = keys[key] = len(rep)
                 rep.append(b)
             elif b.id > rep[c].id:
                 rep[c] = b
-            cls[id(b)] = c
+            cls[b.id] = c
         for b in post:
             if (b.code & 0x07) != BPF_RET:
-                b.et.succ = rep[cls[id(b.et.succ)]]
-                b.ef.succ = rep[cls[id(b.ef.succ)]]
+                b.et.succ = rep[cls[b.et.succ.id]]
+                b.ef.succ = rep[cls[b.ef.succ.id]]
 
     def opt_root(self):
         b = self.root
