@@ -1248,18 +1248,23 @@ class _Optimizer:
         oval_of = self.edge_oval
         pval = ep.pred.val
         ask_ = self._ask
+        classes = self.edge_classes
         answers: dict = {}                # class -> its answer for x (_ask)
 
         def ask(ci):
             r = answers.get(ci, _MISSING)
             if r is _MISSING:
-                r = answers[ci] = ask_(ci, x)
+                st = classes[ci]
+                if st is None:
+                    r = answers[ci] = ask_(ci, x)
+                else:
+                    j = bisect_right(st[0], x)
+                    r = answers[ci] = st[1][j - 1] if j else None
             return r
 
         def conflict(t, atoms):
+            # use_conflict(ep->pred, t), noting the atoms compared (t.out_use != 0)
             use = t.out_use
-            if use == 0:
-                return False
             tval = t.val
             bad = False
             while use:
@@ -1275,25 +1280,22 @@ class _Optimizer:
         memo = self.jmemo
         trail = []               # (block, facts, atoms, target) of each step computed
         tail_reqs: dict = {}
-        tail_atoms: dict = {}
+        tail_atoms = None
         tail_hops = 0
         while True:
             entries = memo.get(child.id)
             if entries is not None:
                 for ent in entries:
                     for key, want in ent[0].items():
-                        ci = key[1]
-                        r = answers.get(ci, _MISSING)
-                        if r is _MISSING:
-                            r = answers[ci] = ask_(ci, x)
                         kind = key[0]
                         if kind == 0:
-                            if (r is not None) != want:
+                            if (ask(key[1]) is not None) != want:
                                 break
                         elif kind == 2:
-                            if r != want:
+                            if ask(key[1]) != want:
                                 break
                         else:
+                            r = ask(key[1])
                             if r is not None:
                                 r = r[0] if oval_of[r[0]] != key[2] else r[1]
                             if kind == 1:
@@ -1302,10 +1304,14 @@ class _Optimizer:
                             elif r != want:
                                 break
                     else:
-                        for atom, v in ent[1].items():
-                            if pval[atom] != v:
-                                break
-                        else:
+                        eatoms = ent[1]
+                        if eatoms is not None:
+                            for atom, v in eatoms.items():
+                                if pval[atom] != v:
+                                    break
+                            else:
+                                eatoms = None
+                        if eatoms is None:
                             tail_reqs, tail_atoms, result, tail_hops = ent
                             break
                 else:
@@ -1320,34 +1326,42 @@ class _Optimizer:
             rt = rf3 = r2 = None
             if ct >= 0:
                 rt = ask(ct)
-                if rt is not None or top[ct] >= lvl:
-                    reqs[(0, ct)] = rt is not None
-                if rt is not None and not (child.et.succ.out_use and
-                                           conflict(child.et.succ, atoms)):
-                    best = rt
-                    target = child.et.succ
+                if rt is not None:
+                    reqs[(0, ct)] = True
+                    t = child.et.succ
+                    if not (t.out_use and conflict(t, atoms)):
+                        best = rt
+                        target = t
+                elif top[ct] >= lvl:
+                    reqs[(0, ct)] = False
             if cf >= 0:
                 rf3 = ask(cf)
-                if rf3 is not None or top[cf] >= lvl:
-                    reqs[(0, cf)] = rf3 is not None
+                if rf3 is not None:
+                    reqs[(0, cf)] = True
+                elif top[cf] >= lvl:
+                    reqs[(0, cf)] = False
             if c2 >= 0:
                 # the lowest true edge of class c2 whose operand value is not ov
                 r2 = ask(c2)
                 if r2 is not None:
                     r2 = r2[0] if oval_of[r2[0]] != ov else r2[1]
-                if r2 is not None or top[c2] >= lvl:
-                    reqs[(1, c2, ov)] = r2 is not None
+                if r2 is not None:
+                    reqs[(1, c2, ov)] = True
+                elif top[c2] >= lvl:
+                    reqs[(1, c2, ov)] = False
             rf = rf3 if r2 is None or (rf3 is not None and rf3 < r2) else r2
-            if rf is not None and best >= 0:
-                # a true and a false candidate: which comes first decides
-                reqs[(2, ct)] = rt
-                if cf >= 0:
-                    reqs[(2, cf)] = rf3
-                if c2 >= 0:
-                    reqs[(3, c2, ov)] = r2
-            if rf is not None and (best < 0 or rf < best) and \
-                    not (child.ef.succ.out_use and conflict(child.ef.succ, atoms)):
-                target = child.ef.succ
+            if rf is not None:
+                if best >= 0:
+                    # a true and a false candidate: which comes first decides
+                    reqs[(2, ct)] = rt
+                    if cf >= 0:
+                        reqs[(2, cf)] = rf3
+                    if c2 >= 0:
+                        reqs[(3, c2, ov)] = r2
+                if best < 0 or rf < best:
+                    t = child.ef.succ
+                    if not (t.out_use and conflict(t, atoms)):
+                        target = t
             trail.append((child, reqs, atoms, target))
             if target is None:
                 result = child
@@ -1362,21 +1376,25 @@ class _Optimizer:
         hops = tail_hops
         if trail:
             acc_reqs = dict(tail_reqs)
-            acc_atoms = dict(tail_atoms)
+            acc_atoms = dict(tail_atoms) if tail_atoms else None
             last = None if tail_reqs or tail_hops else trail[-1][0]
             for blk, reqs, atoms, target in reversed(trail):
                 if target is not None:
                     hops += 1
                 acc_reqs.update(reqs)
                 if atoms:
-                    acc_atoms.update(atoms)
+                    if acc_atoms is None:
+                        acc_atoms = dict(atoms)
+                    else:
+                        acc_atoms.update(atoms)
                 if blk is last:
                     continue
                 entries = memo.get(blk.id)
+                ent = (dict(acc_reqs), dict(acc_atoms) if acc_atoms else None, result, hops)
                 if entries is None:
-                    memo[blk.id] = [(dict(acc_reqs), dict(acc_atoms), result, hops)]
+                    memo[blk.id] = [ent]
                 elif len(entries) < 8:
-                    entries.append((dict(acc_reqs), dict(acc_atoms), result, hops))
+                    entries.append(ent)
         if hops:
             self.done = False
             ep.succ = result
