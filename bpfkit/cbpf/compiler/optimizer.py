@@ -1472,15 +1472,23 @@ class _Optimizer:
         self._edge_classes()
         self.jmemo: dict[int, list] = {}
         self._opt_j_all()
-        self.find_inedges()
+        # Each pull-up's chain starts with the block's other successor sharing its
+        # exit (or_pullup: JT(JF(b)) == JT(b)); without that it returns at once.  The
+        # in-edge lists are made when the first one is tried: nothing changed before.
         pullup = self._pullup
+        listed = False
         for p in self.asc:
-            # Each pull-up's chain starts with the block's other successor sharing its
-            # exit (or_pullup: JT(JF(b)) == JT(b)); without that it returns at once.
             if p.ef.succ.et.succ is p.et.succ:
+                if not listed:
+                    self.find_inedges()
+                    listed = True
                 pullup(p, True)
             if p.et.succ.ef.succ is p.ef.succ:
+                if not listed:
+                    self.find_inedges()
+                    listed = True
                 pullup(p, False)
+        # (after a pass without changes the in-edge lists of its start still hold)
 
     def opt_loop(self, do_stmts):
         loop_count = 0
