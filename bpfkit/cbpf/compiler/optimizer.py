@@ -1173,6 +1173,10 @@ class _Optimizer:
         bisect = bisect_right
         small = SMALL_CLASS
         for p in self.asc:
+            # The two edges of p have the same parent in the edge-dominator forest, so
+            # a class's answer is the same for both unless p's own edge is in it (p's
+            # own classes): the second walk reuses the first's other answers.
+            answers = None
             for ep in (p.et, p.ef):
                 child = ep.succ
                 cjt = child.et.succ
@@ -1187,7 +1191,14 @@ class _Optimizer:
                         continue
                 elif need is not None:
                     if need[ep.id]:
-                        walk(ep, child, tin[ep.id])
+                        if answers is None:
+                            answers = {}
+                        elif answers:
+                            ct = p.jclass[0]
+                            answers.pop(ct, None)
+                            answers.pop(ct + 1, None)
+                            answers.pop(p.jclass[2], None)
+                        walk(ep, child, tin[ep.id], answers)
                     continue
                 # The common case first: no edge of the child's classes dominates ep,
                 # so nothing folds (what the walk would find, without its bookkeeping).
@@ -1210,9 +1221,16 @@ class _Optimizer:
                         break
                 else:
                     continue
-                walk(ep, child, x)
+                if answers is None:
+                    answers = {}
+                elif answers:
+                    ct = p.jclass[0]
+                    answers.pop(ct, None)
+                    answers.pop(ct + 1, None)
+                    answers.pop(p.jclass[2], None)
+                walk(ep, child, x, answers)
 
-    def _walk(self, ep, child, x):
+    def _walk(self, ep, child, x, answers):
         """The rest of opt_j for edge ep (edge-dominator preorder number x) whose
         successor `child` has a dominating edge in one of its classes.
 
@@ -1249,7 +1267,7 @@ class _Optimizer:
         pval = ep.pred.val
         ask_ = self._ask
         classes = self.edge_classes
-        answers: dict = {}                # class -> its answer for x (_ask)
+        # `answers`: class -> its answer for x (_ask), possibly some already known
 
         def ask(ci):
             r = answers.get(ci, _MISSING)
