@@ -497,9 +497,12 @@ class _Optimizer:
                     blca[j] = i
                     elca[j] = eid
                 else:
-                    if c != i:
+                    # (the parent of the new predecessor is often the other one)
+                    if c != i and c != bp:
                         blca[j] = lca(bpar, bdep, bjmp, c, i)
-                    elca[j] = lca(epar, edep, ejmp, elca[j], eid)
+                    c = elca[j]
+                    if c != ep_:
+                        elca[j] = lca(epar, edep, ejmp, c, eid)
             jf = b.ef.succ
             if jf.et.succ is not None:
                 j = jf.id
@@ -508,9 +511,12 @@ class _Optimizer:
                     blca[j] = i
                     elca[j] = fid
                 else:
-                    if c != i:
+                    # (the parent of the new predecessor is often the other one)
+                    if c != i and c != bp:
                         blca[j] = lca(bpar, bdep, bjmp, c, i)
-                    elca[j] = lca(epar, edep, ejmp, elca[j], fid)
+                    c = elca[j]
+                    if c != ep_:
+                        elca[j] = lca(epar, edep, ejmp, c, fid)
         self.dom_tree = (bpar, bdep, bjmp)
         self.edom_forest = _Forest(2 * n, eorder, epar)
 
