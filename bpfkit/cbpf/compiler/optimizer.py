@@ -84,7 +84,7 @@ class OBlock:
     libpcap's block number (number_blks_r); the true edge is edge `id`, the false
     edge `n + id`."""
     __slots__ = ("stmts", "code", "k", "et", "ef", "id", "level",
-                 "in_use", "out_use", "val", "oval", "in_edges", "jclass")
+                 "in_use", "out_use", "val", "oval", "in_edges", "jclass", "cache")
 
     def __init__(self, stmts, code, k, bid, n):
         self.stmts = stmts
@@ -99,6 +99,7 @@ class OBlock:
         self.oval = 0
         self.in_edges = None
         self.jclass = (-1, -1, -1, 0)
+        self.cache = None
 
     @property
     def jt(self):
@@ -354,6 +355,8 @@ class _Optimizer:
         self.asc: list = []
         self.unchanged = False        # the last pass changed nothing
         self.dirty = False
+        self.mods = 0                 # changes made (changed() and the uncounted ones)
+        self.init_val()
 
     def error(self, msg):
         raise CompileError(msg)
@@ -585,6 +588,7 @@ class _Optimizer:
     def changed(self):
         self.nbm = True
         self.done = False
+        self.mods += 1
 
     @staticmethod
     def vstore(s, val, idx, newval, alter):
@@ -868,9 +872,11 @@ class _Optimizer:
             if b.k == 0:
                 b.et.succ = b.ef.succ
                 self.dirty = True
+                self.mods += 1
             if b.k == U32:
                 b.ef.succ = b.et.succ
                 self.dirty = True
+                self.mods += 1
         vconst = self.vconst
         bval = b.val
         if code & BPF_X:
@@ -879,6 +885,7 @@ class _Optimizer:
                 b.code = code = code & ~BPF_X
                 b.k = vconst[val]
                 self.dirty = True
+                self.mods += 1
         val = bval[A_ATOM]
         if not code & BPF_X and val in vconst:
             v = vconst[val]
@@ -927,6 +934,19 @@ class _Optimizer:
                     else:
                         val = [x if x == y else 0 for x, y in zip(val, pv)]
                 p = p.next
+        if not do_stmts:
+            # Same entry values, live uses and successors as when this block last
+            # ran without changing anything (statement passes do not come back here):
+            # the same result, and again no change.  (Value numbers are kept across
+            # passes, so they mean the same.)
+            c = b.cache
+            if c is not None and c[0] == val and c[1] == b.out_use and \
+                    c[2] is b.et.succ and c[3] is b.ef.succ:
+                b.val = c[4]
+                b.oval = c[5]
+                return
+            inval = val[:]
+            mods = self.mods
         b.val = val
         aval = val[A_ATOM]
         xval = val[X_ATOM]
@@ -970,6 +990,9 @@ class _Optimizer:
             k = b.k & U32
             v = table.get((BPF_LD | BPF_IMM, k, 0))
             b.oval = v if v is not None else self.K(k)
+        if not do_stmts:
+            b.cache = (inval, b.out_use, b.et.succ, b.ef.succ, b.val, b.oval) \
+                if self.mods == mods else None
 
     # -- branch optimizations --
     @staticmethod
@@ -1485,7 +1508,8 @@ class _Optimizer:
         # so later pull-ups of the same pass use the dominator sets of the pass start.
 
     def opt_blks(self, do_stmts):
-        self.init_val()
+        # (libpcap renumbers values in every pass; numbers are only ever compared for
+        # equality, so keeping one numbering for all passes changes nothing)
         if not self.unchanged:            # else the last pass's final in-edge lists hold
             self.find_inedges()
         opt_blk = self.opt_blk
