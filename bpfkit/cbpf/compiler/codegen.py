@@ -106,9 +106,9 @@ class Stmt:
 class Block:
     """gencode.h `struct block`: statements, a final conditional jump (code, k), and the
     true/false successors.  `sense` and the unresolved-edge lists threaded through jt/jf
-    are libpcap's backpatching device (gen_and/gen_or/backpatch/merge)."""
-    __slots__ = ("stmts", "code", "k", "jt", "jf", "sense", "head", "offset", "longjt",
-                 "longjf")
+    are libpcap's backpatching device (gen_and/gen_or/backpatch/merge).  `opt` is
+    the optimizer's copy of the block while the optimizer takes the graph over."""
+    __slots__ = ("stmts", "code", "k", "jt", "jf", "sense", "head", "opt")
 
     def __init__(self, code: int, k: int = 0, stmts: list | None = None):
         self.stmts = stmts if stmts is not None else []
@@ -118,9 +118,7 @@ class Block:
         self.jf = None
         self.sense = False
         self.head = self
-        self.offset = 0
-        self.longjt = 0
-        self.longjf = 0
+        self.opt = None
 
 
 class AbsOff:

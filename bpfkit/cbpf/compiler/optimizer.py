@@ -1666,28 +1666,33 @@ class _Optimizer:
 def optimize(root) -> OBlock:
     """bpf_optimize() on the graph rooted at `root` (codegen Blocks, after finish_parse).
     Returns the new root; raises CompileError for the optimizer's own errors."""
-    # number_blks_r's preorder (JT before JF) over the codegen blocks: block ids
+    # number_blks_r's preorder (JT before JF) over the codegen blocks: block ids.
+    # The statements are taken over as they are: the codegen graph is dropped after
+    # this, and the optimizer rewrites statements in place as libpcap's does (a
+    # statement in two blocks would be one slist node in two blocks there too).
     order = []
-    index: dict[int, int] = {}
     stack = [root]
     pop = stack.pop
     push = stack.append
     while stack:
         b = pop()
-        if b is None or id(b) in index:
+        if b is None or b.opt is not None:
             continue
-        index[id(b)] = len(order)
+        b.opt = True                      # (the OBlock below; the count is not known yet)
         order.append(b)
         b.head = None                     # (a reference cycle; codegen is done with it)
         push(b.jf)
         push(b.jt)
     n = len(order)
-    # the passes rewrite statements in place: give the optimizer its own copies
-    blocks = [OBlock([Stmt(s.code, s.k) for s in b.stmts], b.code, b.k, i, n)
-              for i, b in enumerate(order)]
+    blocks = []
+    for i, b in enumerate(order):
+        ob = b.opt = OBlock(b.stmts, b.code, b.k, i, n)
+        blocks.append(ob)
     for b, ob in zip(order, blocks):
         if b.jt is not None:
-            ob.et.succ = blocks[index[id(b.jt)]]
+            ob.et.succ = b.jt.opt
         if b.jf is not None:
-            ob.ef.succ = blocks[index[id(b.jf)]]
+            ob.ef.succ = b.jf.opt
+    for b in order:
+        b.opt = None
     return _Optimizer(blocks).run()
