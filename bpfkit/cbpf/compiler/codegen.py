@@ -221,7 +221,7 @@ def linearize(root: Block) -> list[Insn]:
     # that does not reach and re-lay out until nothing grows (sizes only grow, so this
     # is the fixpoint convert_code_r reaches one flag at a time).
     idx = {id(p): i for i, p in enumerate(order)}
-    slen = [sum(1 for st in p.stmts if st.code >= 0) for p in order]
+    slen = [len([st for st in p.stmts if st.code >= 0]) if p.stmts else 0 for p in order]
     jt_i = [idx[id(p.jt)] if p.jt is not None else -1 for p in order]
     jf_i = [idx[id(p.jf)] if p.jf is not None else -1 for p in order]
     longjt = [0] * len(order)
@@ -246,8 +246,22 @@ def linearize(root: Block) -> list[Insn]:
         if not grew:
             break
     out: list[Insn] = []
+    made: dict = {}               # Insn is immutable: one object per distinct instruction
     for i, p in enumerate(order):
-        out.extend(_block_stmts(p.stmts))
+        start = len(out)
+        for st in p.stmts:
+            c = st.code
+            if c < 0:
+                continue          # NOP (-1): a statement the optimizer deleted
+            if (c & 0x07) == BPF_JMP:
+                del out[start:]   # block-local jumps (protochain)
+                out.extend(_block_stmts(p.stmts))
+                break
+            key = (c, st.k)
+            ins = made.get(key)
+            if ins is None:
+                ins = made[key] = Insn(c, 0, 0, st.k)
+            out.append(ins)
         extra_slots = longjt[i] + longjf[i]
         if jt_i[i] < 0:
             out.append(Insn(p.code, 0, 0, p.k))
@@ -267,7 +281,11 @@ def linearize(root: Block) -> list[Insn]:
             extra.append(Insn(BPF_JMP | BPF_JA, 0, 0, (offf - (len(extra) + 1)) & U32))
         else:
             jf = offf
-        out.append(Insn(p.code, jt, jf, p.k))
+        key = (p.code, jt, jf, p.k)
+        ins = made.get(key)
+        if ins is None:
+            ins = made[key] = Insn(p.code, jt, jf, p.k)
+        out.append(ins)
         out.extend(extra)
         out.extend(Insn(0) for _ in range(extra_slots - len(extra)))
     return out
