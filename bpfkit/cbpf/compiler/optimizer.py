@@ -1025,6 +1025,9 @@ class _Optimizer:
         i2: dict = {}
         cts: list[int] = []               # per block of asc: its true class
         c2s: list[int] = []               # and its (opcode, A value) class, or -1
+        pids: list[int] = []              # its id, its successors' ids (numpy filter)
+        succs: list[int] = []
+        succs_f: list[int] = []
         jeq_k = BPF_JMP | BPF_JEQ | BPF_K
         for p in self.asc:
             code = p.code                 # a branch: levels >= 1 have successors
@@ -1067,9 +1070,15 @@ class _Optimizer:
             p.jclass = (ct, cf, c2, ov)
             cts.append(ct)
             c2s.append(c2)
+            pids.append(t)
+            succs.append(p.et.succ.id)
+            succs_f.append(p.ef.succ.id)
         self.edge_oval = oval_of
         self.asc_ct = cts
         self.asc_c2 = c2s
+        self.asc_pid = pids
+        succs.extend(succs_f)
+        self.asc_succ = succs
         self.class_members = members
         self.class_pairs = pairs
         self.class_top = tops
@@ -1147,11 +1156,10 @@ class _Optimizer:
         all classes."""
         import numpy as np
         n = self.n_blocks
-        asc = self.asc
         f = self.edom_forest
         tin = np.array(f.tin, dtype=np.int64)
         tout = np.array(f.tout, dtype=np.int64)
-        pid = np.fromiter((p.id for p in asc), dtype=np.int64, count=len(asc))
+        pid = np.array(self.asc_pid, dtype=np.int64)
         ct = np.array(self.asc_ct, dtype=np.int64)
         c2 = np.array(self.asc_c2, dtype=np.int64)
         has2 = c2 >= 0
@@ -1171,8 +1179,7 @@ class _Optimizer:
         cls_t[pid] = ct
         cls_2 = np.full(n, -1, dtype=np.int64)
         cls_2[pid] = c2
-        succ = np.fromiter([p.et.succ.id for p in asc] + [p.ef.succ.id for p in asc],
-                           dtype=np.int64, count=2 * len(asc))
+        succ = np.array(self.asc_succ, dtype=np.int64)
         eid = np.concatenate((pid, pid + n))
         x = tin[eid]
 
