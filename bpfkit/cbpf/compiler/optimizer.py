@@ -84,7 +84,7 @@ class OBlock:
     libpcap's block number (number_blks_r); the true edge is edge `id`, the false
     edge `n + id`."""
     __slots__ = ("stmts", "code", "k", "et", "ef", "id", "level",
-                 "in_use", "out_use", "val", "oval", "in_edges", "jclass", "cache")
+                 "in_use", "out_use", "val", "oval", "in_edges", "jclass", "cache", "ud")
 
     def __init__(self, stmts, code, k, bid, n):
         self.stmts = stmts
@@ -100,6 +100,7 @@ class OBlock:
         self.in_edges = None
         self.jclass = (-1, -1, -1, 0)
         self.cache = None
+        self.ud = None                # local (use, kill) sets while valid
 
     @property
     def jt(self):
@@ -411,23 +412,28 @@ class _Optimizer:
             else:
                 continue
             post.append(b)
-            defs = use = killed = 0
-            for st in b.stmts:
-                code = st.code
-                u = use_mask[code]
-                if u:
-                    if u < 0:
-                        u = 1 << st.k
-                    use |= u & ~defs
-                d = def_bit[code]
-                if d:
-                    if d < 0:
-                        d = 1 << st.k
-                    if not use & d:
-                        killed |= d
-                    defs |= d
-            if (b.code & 0x07) == BPF_JMP:
-                use |= use_mask[b.code] & ~defs
+            ud = b.ud                     # (kept while the block does not change)
+            if ud is None:
+                defs = use = killed = 0
+                for st in b.stmts:
+                    code = st.code
+                    u = use_mask[code]
+                    if u:
+                        if u < 0:
+                            u = 1 << st.k
+                        use |= u & ~defs
+                    d = def_bit[code]
+                    if d:
+                        if d < 0:
+                            d = 1 << st.k
+                        if not use & d:
+                            killed |= d
+                        defs |= d
+                if (b.code & 0x07) == BPF_JMP:
+                    use |= use_mask[b.code] & ~defs
+                b.ud = (use, killed)
+            else:
+                use, killed = ud
             b.out_use = out
             b.in_use = use | (out & ~killed)
         post.reverse()                    # each level's list: last completed first
@@ -917,6 +923,7 @@ class _Optimizer:
             v = self.table.get((BPF_LD | BPF_IMM, k, 0))
             b.oval = v if v is not None else self.K(k)
             return
+        mods = self.mods
         p = b.in_edges
         if p is None:
             val = [0] * N_ATOMS
@@ -946,7 +953,6 @@ class _Optimizer:
                 b.oval = c[5]
                 return
             inval = val[:]
-            mods = self.mods
         b.val = val
         aval = val[A_ATOM]
         xval = val[X_ATOM]
@@ -990,9 +996,12 @@ class _Optimizer:
             k = b.k & U32
             v = table.get((BPF_LD | BPF_IMM, k, 0))
             b.oval = v if v is not None else self.K(k)
-        if not do_stmts:
-            b.cache = (inval, b.out_use, b.et.succ, b.ef.succ, b.val, b.oval) \
-                if self.mods == mods else None
+        if do_stmts:
+            b.ud = None                   # (not every change there is counted)
+        elif self.mods == mods:
+            b.cache = (inval, b.out_use, b.et.succ, b.ef.succ, b.val, b.oval)
+        else:
+            b.cache = b.ud = None
 
     # -- branch optimizations --
     @staticmethod
