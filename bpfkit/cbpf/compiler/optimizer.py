@@ -1152,10 +1152,11 @@ class _Optimizer:
         return None if m1 is None else (m1, m2)
 
     def _dominated_edges(self) -> list:
-        """opt_j's common-case test for all edges at once: per edge id, whether an edge
-        of one of its successor's classes dominates it (the successor as it is before
-        opt_j runs, which is what opt_j sees unless it skips a block with equal
-        branches first).  numpy, for long filters.
+        """opt_j's common-case test for all edges at once: per edge id, which of its
+        successor's classes have an edge dominating it (bits 1, 2, 4: the true, false
+        and (opcode, A value) class; 0: none).  The successor is the one before opt_j
+        runs, which is what opt_j sees unless it first skips a block with equal
+        branches.  numpy, for long filters.
 
         A class's member edges have nested or disjoint preorder intervals in the
         edge-dominator forest, so the ones not inside another member of the class
@@ -1197,10 +1198,10 @@ class _Optimizer:
             i = np.searchsorted(ostart, q, side="right") - 1
             return (cls >= 0) & (i >= 0) & (oend[np.maximum(i, 0)] > q)
         c = cls_t[succ]
-        hit = dominated(c)
-        hit |= dominated(np.where(c >= 0, c + 1, -1))
-        hit |= dominated(cls_2[succ])
-        out = np.zeros(2 * n, dtype=bool)
+        hit = dominated(c).astype(np.int8)
+        hit |= dominated(np.where(c >= 0, c + 1, -1)).astype(np.int8) << 1
+        hit |= dominated(cls_2[succ]).astype(np.int8) << 2
+        out = np.zeros(2 * n, dtype=np.int8)
         out[eid] = hit
         return out.tolist()
 
@@ -1235,7 +1236,8 @@ class _Optimizer:
                     if cjt.et.succ is None:
                         continue
                 elif need is not None:
-                    if need[ep.id]:
+                    hits = need[ep.id]
+                    if hits:
                         if answers is None:
                             answers = {}
                         elif answers:
@@ -1243,6 +1245,14 @@ class _Optimizer:
                             answers.pop(ct, None)
                             answers.pop(ct + 1, None)
                             answers.pop(p.jclass[2], None)
+                        # the child's classes without a dominating edge are known
+                        ct, cf, c2, _ = child.jclass
+                        if not hits & 1:
+                            answers[ct] = None
+                        if not hits & 2:
+                            answers[cf] = None
+                        if c2 >= 0 and not hits & 4:
+                            answers[c2] = None
                         walk(ep, child, tin[ep.id], answers)
                     continue
                 # The common case first: no edge of the child's classes dominates ep,
