@@ -941,23 +941,25 @@ class _Optimizer:
                     else:
                         val = [x if x == y else 0 for x, y in zip(val, pv)]
                 p = p.next
+        # Same entry values, live uses and successors as when this block last ran
+        # (in a pass that does not rewrite statements) without changing anything: the
+        # same result, and again no change - also in a statement pass if that run saw
+        # nothing a statement pass rewrites (`neutral`).  Value numbers are kept
+        # across passes, so they mean the same.
+        c = b.cache
+        if c is not None and c[0] == val and c[1] == b.out_use and \
+                c[2] is b.et.succ and c[3] is b.ef.succ and (c[6] or not do_stmts):
+            b.val = c[4]
+            b.oval = c[5]
+            return
         if not do_stmts:
-            # Same entry values, live uses and successors as when this block last
-            # ran without changing anything (statement passes do not come back here):
-            # the same result, and again no change.  (Value numbers are kept across
-            # passes, so they mean the same.)
-            c = b.cache
-            if c is not None and c[0] == val and c[1] == b.out_use and \
-                    c[2] is b.et.succ and c[3] is b.ef.succ:
-                b.val = c[4]
-                b.oval = c[5]
-                return
             inval = val[:]
         b.val = val
         aval = val[A_ATOM]
         xval = val[X_ATOM]
         stmts = b.stmts
         table = self.table
+        neutral = True
         for st in stmts:
             # the loads of every filter inline (opt_stmt's first cases), the rest there
             code = st.code
@@ -965,27 +967,37 @@ class _Optimizer:
                 v = table.get((code, st.k, 0))
                 if v is None:
                     v = self.F(code, st.k, 0)
-                if do_stmts and val[A_ATOM] == v:
-                    st.code = NOP
-                else:
-                    val[A_ATOM] = v
+                if val[A_ATOM] == v:      # (a statement pass deletes the load)
+                    if do_stmts:
+                        st.code = NOP
+                    neutral = False
+                val[A_ATOM] = v
             elif code == LDX_MSH_B:
                 v = table.get((code, st.k, 0))
                 if v is None:
                     v = self.F(code, st.k, 0)
-                if do_stmts and val[X_ATOM] == v:
-                    st.code = NOP
-                else:
-                    val[X_ATOM] = v
+                if val[X_ATOM] == v:
+                    if do_stmts:
+                        st.code = NOP
+                    neutral = False
+                val[X_ATOM] = v
             elif code != NOP:
                 self.opt_stmt(st, val, do_stmts)
+                neutral = False
         code = b.code
-        if do_stmts and ((b.out_use == 0 and aval != VAL_UNKNOWN and val[A_ATOM] == aval
-                          and xval != VAL_UNKNOWN and val[X_ATOM] == xval)
-                         or (code & 0x07) == BPF_RET):
-            if stmts:
-                b.stmts = []
-                self.changed()
+        if ((b.out_use == 0 and aval != VAL_UNKNOWN and val[A_ATOM] == aval
+             and xval != VAL_UNKNOWN and val[X_ATOM] == xval)
+                or (code & 0x07) == BPF_RET):
+            # a statement pass drops the block's statements
+            if do_stmts:
+                if stmts:
+                    b.stmts = []
+                    self.changed()
+            elif stmts:
+                neutral = False
+                self.opt_peep(b)
+                self.opt_deadstores(b)
+                code = b.code
         elif stmts:                       # (both do nothing without statements)
             self.opt_peep(b)
             self.opt_deadstores(b)
@@ -997,9 +1009,9 @@ class _Optimizer:
             v = table.get((BPF_LD | BPF_IMM, k, 0))
             b.oval = v if v is not None else self.K(k)
         if do_stmts:
-            b.ud = None                   # (not every change there is counted)
+            b.cache = b.ud = None         # (not every change there is counted)
         elif self.mods == mods:
-            b.cache = (inval, b.out_use, b.et.succ, b.ef.succ, b.val, b.oval)
+            b.cache = (inval, b.out_use, b.et.succ, b.ef.succ, b.val, b.oval, neutral)
         else:
             b.cache = b.ud = None
 
