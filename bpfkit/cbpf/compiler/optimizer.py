@@ -169,6 +169,8 @@ X_BIT = 1 << X_ATOM
 LD_ABS_CODES = frozenset((BPF_LD | BPF_ABS | BPF_W, BPF_LD | BPF_ABS | BPF_H,
                           BPF_LD | BPF_ABS | BPF_B))
 LDX_MSH_B = BPF_LDX | BPF_MSH | BPF_B
+LD_IND_CODES = frozenset((BPF_LD | BPF_IND | BPF_W, BPF_LD | BPF_IND | BPF_H,
+                          BPF_LD | BPF_IND | BPF_B))
 
 
 def _min_id(prev, m):
@@ -959,6 +961,7 @@ class _Optimizer:
         xval = val[X_ATOM]
         stmts = b.stmts
         table = self.table
+        vconst = self.vconst
         neutral = True
         for st in stmts:
             # the loads of every filter inline (opt_stmt's first cases), the rest there
@@ -981,6 +984,16 @@ class _Optimizer:
                         st.code = NOP
                     neutral = False
                 val[X_ATOM] = v
+            elif code in LD_IND_CODES and val[X_ATOM] not in vconst:
+                key = (code, st.k, val[X_ATOM])
+                v = table.get(key)
+                if v is None:
+                    v = self.F(*key)
+                if val[A_ATOM] == v:
+                    if do_stmts:
+                        st.code = NOP
+                    neutral = False
+                val[A_ATOM] = v
             elif code != NOP:
                 self.opt_stmt(st, val, do_stmts)
                 neutral = False
