@@ -414,6 +414,7 @@ class _Optimizer:
             else:
                 continue
             post.append(b)
+            b.in_edges = None             # (opt_blks lists them again)
             ud = b.ud                     # (kept while the block does not change)
             if ud is None:
                 defs = use = killed = 0
@@ -1051,7 +1052,8 @@ class _Optimizer:
         decides the child).  Each branch block gets its three classes as indices
         (jclass; -1: none); a class's query structure is built when a walk first asks
         it (_class)."""
-        oval_of = [0] * (2 * self.n_blocks)
+        n = self.n_blocks
+        oval_of = [0] * (2 * n)
         members: list[list] = []          # per class: its edges, in ascending levels
         pairs: list[bool] = []            # per class: (opcode, A value) class of jeq #k
         tops: list[int] = []              # per class: the highest level an edge leaves
@@ -1067,9 +1069,8 @@ class _Optimizer:
             code = p.code                 # a branch: levels >= 1 have successors
             av = p.val[A_ATOM]
             ov = p.oval
-            t = p.et.id
-            f = p.ef.id
-            oval_of[t] = oval_of[f] = ov
+            t = p.id
+            f = n + t
             k3 = (code, av, ov)
             lvl = p.level
             ct = it3.get(k3)
@@ -1089,6 +1090,7 @@ class _Optimizer:
                 members[cf].append(f)
                 tops[ct] = tops[cf] = lvl
             if code == jeq_k:
+                oval_of[t] = ov               # (read for these edges only)
                 k2 = (code, av)
                 c2 = i2.get(k2)
                 if c2 is None:
@@ -1561,11 +1563,27 @@ class _Optimizer:
     def opt_blks(self, do_stmts):
         # (libpcap renumbers values in every pass; numbers are only ever compared for
         # equality, so keeping one numbering for all passes changes nothing)
-        if not self.unchanged:            # else the last pass's final in-edge lists hold
-            self.find_inedges()
         opt_blk = self.opt_blk
-        for p in self.desc:
-            opt_blk(p, do_stmts)
+        if self.unchanged:
+            # the last pass's in-edge lists (those of its start, or made again for its
+            # pull-ups: nothing changed in between) hold
+            for p in self.desc:
+                opt_blk(p, do_stmts)
+        else:
+            # find_inedges, fused: find_levels emptied the lists, and a block's edges
+            # are listed before it runs (as they are before opt_blk changes them),
+            # which is before its successors run (they are lower)
+            for p in self.desc:
+                et = p.et
+                s = et.succ
+                if s is not None:
+                    et.next = s.in_edges
+                    s.in_edges = et
+                    ef = p.ef
+                    s = ef.succ
+                    ef.next = s.in_edges
+                    s.in_edges = ef
+                opt_blk(p, do_stmts)
         if do_stmts:
             return
         self._edge_classes()
