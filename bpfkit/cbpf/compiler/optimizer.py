@@ -261,6 +261,7 @@ def _stab_build_min(members, tin, tout):
 
 _MISSING = object()
 VECTOR_MIN_BLOCKS = 1000      # from this size, opt_j's common case is one numpy pass
+FAST_STEPS = 4                # opt_j walks tried without the memo first
 SMALL_CLASS = 8               # edge classes up to this size are scanned, not indexed
 _LEVEL = attrgetter("level")
 
@@ -1361,6 +1362,48 @@ class _Optimizer:
                     j = bisect_right(st[0], x)
                     r = answers[ci] = st[1][j - 1] if j else None
             return r
+
+        # Most walks are short: walk up to FAST_STEPS steps without the memo's
+        # bookkeeping first, and only a longer walk again with it (the memo is a
+        # cache: what is recorded or replayed never changes a result).
+        pred = ep.pred
+        use_conflict = self.use_conflict
+        c = child
+        hops = 0
+        for _ in range(FAST_STEPS):
+            ct, cf, c2, ov = c.jclass
+            best = -1
+            target = None
+            rt = ask(ct)                  # (ct >= 0: c is a branch block)
+            if rt is not None:
+                t = c.et.succ
+                if not (t.out_use and use_conflict(pred, t)):
+                    best = rt
+                    target = t
+            rf = ask(cf)
+            if c2 >= 0:
+                r2 = ask(c2)
+                if r2 is not None:
+                    r2 = r2[0] if oval_of[r2[0]] != ov else r2[1]
+                    if r2 is not None and (rf is None or r2 < rf):
+                        rf = r2
+            if rf is not None and (best < 0 or rf < best):
+                t = c.ef.succ
+                if not (t.out_use and use_conflict(pred, t)):
+                    target = t
+            if target is None:
+                break
+            hops += 1
+            c = target
+            if target.et.succ is None:
+                break
+        else:
+            c = None
+        if c is not None:
+            if hops:
+                self.done = False
+                ep.succ = c
+            return
 
         def conflict(t, atoms):
             # use_conflict(ep->pred, t), noting the atoms compared (t.out_use != 0)
