@@ -917,6 +917,21 @@ class _Optimizer:
             else:
                 b.et.succ = b.ef.succ
 
+    def _peep_dead(self, b, stmts, peep_all):
+        """opt_peep and opt_deadstores on a block with statements.  Without an `st` or
+        an `ld #k` (peep_all false: only loads the opt_blk loop handles itself, which
+        make neither), opt_peep's statement rules cannot apply, and its branch rules
+        only in the cases tested here."""
+        if peep_all:
+            self.opt_peep(b)
+        else:
+            code = b.code
+            if (code == BPF_JMP | BPF_JEQ | BPF_K and not b.out_use & A_BIT) or \
+                    code == BPF_JMP | BPF_JSET | BPF_K or \
+                    b.val[X_ATOM if code & BPF_X else A_ATOM] in self.vconst:
+                self._peep_branch(b, stmts, None)
+        self.opt_deadstores(b)
+
     def opt_blk(self, b, do_stmts):
         if b.et.succ is None and not b.stmts and b.code != BPF_RET | BPF_X:
             # A leaf without statements: its only results are its values, and nothing
@@ -965,6 +980,7 @@ class _Optimizer:
         table = self.table
         vconst = self.vconst
         neutral = True
+        peep_all = False                  # (opt_peep's statement rules can apply)
         for st in stmts:
             # the loads of every filter inline (opt_stmt's first cases), the rest there
             code = st.code
@@ -999,6 +1015,7 @@ class _Optimizer:
             elif code != NOP:
                 self.opt_stmt(st, val, do_stmts)
                 neutral = False
+                peep_all = True
         code = b.code
         if ((b.out_use == 0 and aval != VAL_UNKNOWN and val[A_ATOM] == aval
              and xval != VAL_UNKNOWN and val[X_ATOM] == xval)
@@ -1010,12 +1027,10 @@ class _Optimizer:
                     self.changed()
             elif stmts:
                 neutral = False
-                self.opt_peep(b)
-                self.opt_deadstores(b)
+                self._peep_dead(b, stmts, peep_all)
                 code = b.code
         elif stmts:                       # (both do nothing without statements)
-            self.opt_peep(b)
-            self.opt_deadstores(b)
+            self._peep_dead(b, stmts, peep_all)
             code = b.code
         if code & BPF_X:
             b.oval = b.val[X_ATOM]
