@@ -1249,7 +1249,14 @@ class _Optimizer:
         return out.tolist()
 
     def _opt_j_all(self):
-        """opt_j on both edges of every branch block, levels ascending."""
+        """opt_j on both edges of every branch block, levels ascending.
+
+        The common case first: no edge of the child's classes dominates ep, so
+        nothing folds (what a walk would find, without its bookkeeping) - for all
+        edges at once with numpy on long filters.  Then most walks are short: up to
+        FAST_STEPS steps are walked here without the memo's bookkeeping, and only a
+        longer walk is done again by _walk, with it (the memo is a cache: what it
+        records or replays never changes a result).  A step is _walk's."""
         need = self._dominated_edges() if self.n_blocks >= VECTOR_MIN_BLOCKS else None
         f = self.edom_forest
         tin = f.tin
@@ -1257,20 +1264,38 @@ class _Optimizer:
         members = self.class_members
         classes = self.edge_classes
         build = self._class
-        walk = self._walk
+        ask_slow = self._ask
+        oval_of = self.edge_oval
         use_conflict = self.use_conflict
         bisect = bisect_right
         small = SMALL_CLASS
+        fast_steps = FAST_STEPS
+        x = 0
+        answers: dict = {}
+
+        def ask(ci):
+            # class ci's answer for x (_ask), remembered in `answers`
+            r = answers.get(ci, _MISSING)
+            if r is _MISSING:
+                st = classes[ci]
+                if st is None:
+                    r = answers[ci] = ask_slow(ci, x)
+                else:
+                    j = bisect(st[0], x)
+                    r = answers[ci] = st[1][j - 1] if j else None
+            return r
+
         for p in self.asc:
             # The two edges of p have the same parent in the edge-dominator forest, so
             # a class's answer is the same for both unless p's own edge is in it (p's
             # own classes): the second walk reuses the first's other answers.
-            answers = None
+            fresh = True
             for ep in (p.et, p.ef):
                 child = ep.succ
                 cjt = child.et.succ
                 if cjt is None:
                     continue
+                hits = 0
                 if cjt is child.ef.succ and not use_conflict(p, cjt):
                     # common branch targets are eliminated (no data dependency)
                     self.nbm = True
@@ -1280,53 +1305,82 @@ class _Optimizer:
                         continue
                 elif need is not None:
                     hits = need[ep.id]
-                    if hits:
-                        if answers is None:
-                            answers = {}
-                        elif answers:
-                            ct = p.jclass[0]
-                            answers.pop(ct, None)
-                            answers.pop(ct + 1, None)
-                            answers.pop(p.jclass[2], None)
-                        # the child's classes without a dominating edge are known
-                        ct, cf, c2, _ = child.jclass
-                        if not hits & 1:
-                            answers[ct] = None
-                        if not hits & 2:
-                            answers[cf] = None
-                        if c2 >= 0 and not hits & 4:
-                            answers[c2] = None
-                        walk(ep, child, tin[ep.id], answers)
-                    continue
-                # The common case first: no edge of the child's classes dominates ep,
-                # so nothing folds (what the walk would find, without its bookkeeping).
-                x = tin[ep.id]
-                for ci in child.jclass[:3]:
-                    if ci < 0:
+                    if not hits:
                         continue
-                    mem = members[ci]
-                    if len(mem) > small:
-                        st = classes[ci] or build(ci)
-                        j = bisect(st[0], x)
-                        if j and st[1][j - 1] is not None:
-                            break
-                    else:
-                        for m in mem:
-                            if tin[m] <= x < tout[m]:
+                if not hits:
+                    xx = tin[ep.id]
+                    for ci in child.jclass[:3]:
+                        if ci < 0:
+                            continue
+                        mem = members[ci]
+                        if len(mem) > small:
+                            st = classes[ci] or build(ci)
+                            j = bisect(st[0], xx)
+                            if j and st[1][j - 1] is not None:
                                 break
                         else:
-                            continue
-                        break
-                else:
-                    continue
-                if answers is None:
+                            for m in mem:
+                                if tin[m] <= xx < tout[m]:
+                                    break
+                            else:
+                                continue
+                            break
+                    else:
+                        continue
+                # a walk from child
+                x = tin[ep.id]
+                if fresh:
                     answers = {}
+                    fresh = False
                 elif answers:
                     ct = p.jclass[0]
                     answers.pop(ct, None)
                     answers.pop(ct + 1, None)
                     answers.pop(p.jclass[2], None)
-                walk(ep, child, x, answers)
+                if hits:
+                    # the child's classes without a dominating edge are known
+                    ct, cf, c2, _ = child.jclass
+                    if not hits & 1:
+                        answers[ct] = None
+                    if not hits & 2:
+                        answers[cf] = None
+                    if c2 >= 0 and not hits & 4:
+                        answers[c2] = None
+                c = child
+                moved = False
+                for _ in range(fast_steps):
+                    ct, cf, c2, ov = c.jclass
+                    best = -1
+                    target = None
+                    rt = ask(ct)              # (ct >= 0: c is a branch block)
+                    if rt is not None:
+                        t = c.et.succ
+                        if not (t.out_use and use_conflict(p, t)):
+                            best = rt
+                            target = t
+                    rf = ask(cf)
+                    if c2 >= 0:
+                        r2 = ask(c2)
+                        if r2 is not None:
+                            r2 = r2[0] if oval_of[r2[0]] != ov else r2[1]
+                            if r2 is not None and (rf is None or r2 < rf):
+                                rf = r2
+                    if rf is not None and (best < 0 or rf < best):
+                        t = c.ef.succ
+                        if not (t.out_use and use_conflict(p, t)):
+                            target = t
+                    if target is None:
+                        break
+                    moved = True
+                    c = target
+                    if target.et.succ is None:
+                        break
+                else:
+                    self._walk(ep, child, x, answers)
+                    continue
+                if moved:
+                    self.done = False
+                    ep.succ = c
 
     def _walk(self, ep, child, x, answers):
         """The rest of opt_j for edge ep (edge-dominator preorder number x) whose
@@ -1377,48 +1431,6 @@ class _Optimizer:
                     j = bisect_right(st[0], x)
                     r = answers[ci] = st[1][j - 1] if j else None
             return r
-
-        # Most walks are short: walk up to FAST_STEPS steps without the memo's
-        # bookkeeping first, and only a longer walk again with it (the memo is a
-        # cache: what is recorded or replayed never changes a result).
-        pred = ep.pred
-        use_conflict = self.use_conflict
-        c = child
-        hops = 0
-        for _ in range(FAST_STEPS):
-            ct, cf, c2, ov = c.jclass
-            best = -1
-            target = None
-            rt = ask(ct)                  # (ct >= 0: c is a branch block)
-            if rt is not None:
-                t = c.et.succ
-                if not (t.out_use and use_conflict(pred, t)):
-                    best = rt
-                    target = t
-            rf = ask(cf)
-            if c2 >= 0:
-                r2 = ask(c2)
-                if r2 is not None:
-                    r2 = r2[0] if oval_of[r2[0]] != ov else r2[1]
-                    if r2 is not None and (rf is None or r2 < rf):
-                        rf = r2
-            if rf is not None and (best < 0 or rf < best):
-                t = c.ef.succ
-                if not (t.out_use and use_conflict(pred, t)):
-                    target = t
-            if target is None:
-                break
-            hops += 1
-            c = target
-            if target.et.succ is None:
-                break
-        else:
-            c = None
-        if c is not None:
-            if hops:
-                self.done = False
-                ep.succ = c
-            return
 
         def conflict(t, atoms):
             # use_conflict(ep->pred, t), noting the atoms compared (t.out_use != 0)
