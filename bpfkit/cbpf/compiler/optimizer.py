@@ -1072,7 +1072,6 @@ class _Optimizer:
         oval_of = [0] * (2 * n)
         members: list[list] = []          # per class: its edges, in ascending levels
         pairs: list[bool] = []            # per class: (opcode, A value) class of jeq #k
-        tops: list[int] = []              # per class: the highest level an edge leaves
         it3: dict = {}
         i2: dict = {}
         cts: list[int] = []               # per block of asc: its true class
@@ -1088,7 +1087,6 @@ class _Optimizer:
             t = p.id
             f = n + t
             k3 = (code, av, ov)
-            lvl = p.level
             ct = it3.get(k3)
             if ct is None:
                 # the true class, and its false class next to it
@@ -1098,13 +1096,10 @@ class _Optimizer:
                 members.append([f])
                 pairs.append(False)
                 pairs.append(False)
-                tops.append(lvl)
-                tops.append(lvl)
             else:
                 cf = ct + 1
                 members[ct].append(t)
                 members[cf].append(f)
-                tops[ct] = tops[cf] = lvl
             if code == jeq_k:
                 oval_of[t] = ov               # (read for these edges only)
                 k2 = (code, av)
@@ -1113,10 +1108,8 @@ class _Optimizer:
                     c2 = i2[k2] = len(members)
                     members.append([t])
                     pairs.append(True)
-                    tops.append(lvl)
                 else:
                     members[c2].append(t)
-                    tops[c2] = lvl
             else:
                 c2 = -1
             p.jclass = (ct, cf, c2, ov)
@@ -1133,7 +1126,6 @@ class _Optimizer:
         self.asc_succ = succs
         self.class_members = members
         self.class_pairs = pairs
-        self.class_top = tops
         self.edge_classes = [None] * len(members)
 
     def _class(self, ci):
@@ -1413,7 +1405,12 @@ class _Optimizer:
         Facts are keys: (0, ci) "class ci has a dominating edge", (1, ci, ov) "the
         (opcode, A value) class ci has a dominating true edge whose operand value is
         not ov", (2, ci) and (3, ci, ov) the lowest such edges themselves."""
-        top = self.class_top
+        members = self.class_members
+        edges = self.edges
+
+        def top(ci):
+            # the highest level a block of class ci's edges is at (members ascend)
+            return edges[members[ci][-1]].pred.level
         lvl = ep.pred.level
         oval_of = self.edge_oval
         pval = ep.pred.val
@@ -1502,13 +1499,13 @@ class _Optimizer:
                     if not (t.out_use and conflict(t, atoms)):
                         best = rt
                         target = t
-                elif top[ct] >= lvl:
+                elif top(ct) >= lvl:
                     reqs[(0, ct)] = False
             if cf >= 0:
                 rf3 = ask(cf)
                 if rf3 is not None:
                     reqs[(0, cf)] = True
-                elif top[cf] >= lvl:
+                elif top(cf) >= lvl:
                     reqs[(0, cf)] = False
             if c2 >= 0:
                 # the lowest true edge of class c2 whose operand value is not ov
@@ -1517,7 +1514,7 @@ class _Optimizer:
                     r2 = r2[0] if oval_of[r2[0]] != ov else r2[1]
                 if r2 is not None:
                     reqs[(1, c2, ov)] = True
-                elif top[c2] >= lvl:
+                elif top(c2) >= lvl:
                     reqs[(1, c2, ov)] = False
             rf = rf3 if r2 is None or (rf3 is not None and rf3 < r2) else r2
             if rf is not None:
