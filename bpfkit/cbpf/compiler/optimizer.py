@@ -464,10 +464,10 @@ class _Optimizer:
         n = self.n_blocks
         bpar = [-1] * n                   # block forest: parent, depth, jump pointers
         bdep = [-1] * n                   # (-1: not in the forest)
-        bjmp = list(range(n))
+        bjmp = [0] * n                    # (a root jumps to itself)
         epar = [-1] * (2 * n)             # edge forest
         edep = [0] * (2 * n)
-        ejmp = list(range(2 * n))
+        ejmp = [0] * (2 * n)
         eorder = []
         blca = [-2] * n                   # per block: common ancestor of preds; -2 none yet
         elca = [-2] * n                   # the same over in-edges
@@ -488,6 +488,7 @@ class _Optimizer:
                 bjmp[i] = ppj if bdep[bp] - bdep[pj] == bdep[pj] - bdep[ppj] else bp
             else:
                 bdep[i] = 0
+                bjmp[i] = i
             ep_ = elca[i]
             eid = i
             fid = n + i
@@ -498,6 +499,9 @@ class _Optimizer:
                 ppj = ejmp[pj]
                 ejmp[eid] = ejmp[fid] = \
                     ppj if edep[ep_] - edep[pj] == edep[pj] - edep[ppj] else ep_
+            else:
+                ejmp[eid] = eid
+                ejmp[fid] = fid
             eorder.append(eid)
             eorder.append(fid)
             # A leaf's dominators are never asked for (pull-ups stop at leaves; leaf
