@@ -106,9 +106,11 @@ class Stmt:
 class Block:
     """gencode.h `struct block`: statements, a final conditional jump (code, k), and the
     true/false successors.  `sense` and the unresolved-edge lists threaded through jt/jf
-    are libpcap's backpatching device (gen_and/gen_or/backpatch/merge).  `opt` is
-    the optimizer's copy of the block while the optimizer takes the graph over."""
-    __slots__ = ("stmts", "code", "k", "jt", "jf", "sense", "head", "opt")
+    are libpcap's backpatching device (gen_and/gen_or/backpatch/merge).  The other
+    slots are the optimizer's (optimizer.py), set when it takes the graph over."""
+    __slots__ = ("stmts", "code", "k", "jt", "jf", "sense", "head",
+                 "et", "ef", "id", "level", "in_use", "out_use", "val", "oval",
+                 "in_edges", "jclass", "cache", "ud")
 
     def __init__(self, code: int, k: int = 0, stmts: list | None = None):
         self.stmts = stmts if stmts is not None else []
@@ -118,7 +120,6 @@ class Block:
         self.jf = None
         self.sense = False
         self.head = self
-        self.opt = None
 
 
 class AbsOff:

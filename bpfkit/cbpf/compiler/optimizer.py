@@ -36,7 +36,7 @@ from ..isa import (BPF_A, BPF_ABS, BPF_ADD, BPF_ALU, BPF_AND, BPF_B, BPF_DIV, BP
                    BPF_LDX, BPF_LEN, BPF_LSH, BPF_MEM, BPF_MEMWORDS, BPF_MISC, BPF_MOD,
                    BPF_MSH, BPF_MUL, BPF_NEG, BPF_OR, BPF_RET, BPF_RSH, BPF_ST, BPF_STX,
                    BPF_SUB, BPF_TAX, BPF_TXA, BPF_W, BPF_X, BPF_XOR)
-from .codegen import Stmt
+from .codegen import Block, Stmt
 
 NOP = -1
 A_ATOM = BPF_MEMWORDS
@@ -75,40 +75,13 @@ class Edge:
         self.next = None
 
 
+# The optimizer works on codegen's Blocks (gencode's struct block), with their
+# optimizer slots set by optimize(): JT/JF are the edges' successors (gencode.h
+# `#define JT(b) ((b)->et.succ)`); `jt`/`jf` are written back when it is done.  `id` is
+# libpcap's block number (number_blks_r); the true edge is edge `id`, the false edge
+# `n + id`.
+OBlock = Block
 _NO_VAL = (0,) * 18                 # before opt_blk gives a block its own list
-
-
-class OBlock:
-    """A block during optimization: gencode's struct block with its two edges; JT/JF
-    are the edges' successors (gencode.h `#define JT(b) ((b)->et.succ)`).  `id` is
-    libpcap's block number (number_blks_r); the true edge is edge `id`, the false
-    edge `n + id`."""
-    __slots__ = ("stmts", "code", "k", "et", "ef", "id", "level",
-                 "in_use", "out_use", "val", "oval", "in_edges", "jclass", "cache", "ud")
-
-    def __init__(self, stmts, code, k, bid, n):
-        self.stmts = stmts
-        self.code = code
-        self.k = k
-        self.id = bid
-        self.et = Edge(self, bid)
-        self.ef = Edge(self, n + bid)
-        self.level = 0
-        self.in_use = self.out_use = 0
-        self.val = _NO_VAL
-        self.oval = 0
-        self.in_edges = None
-        self.jclass = (-1, -1, -1, 0)
-        self.cache = None
-        self.ud = None                # local (use, kill) sets while valid
-
-    @property
-    def jt(self):
-        return self.et.succ
-
-    @property
-    def jf(self):
-        return self.ef.succ
 
 
 def atomuse(code: int, k: int) -> int:
@@ -914,7 +887,7 @@ class _Optimizer:
                 v &= b.k
             else:
                 raise AssertionError(op)
-            if b.jf is not b.jt:
+            if b.ef.succ is not b.et.succ:
                 self.changed()
             if v:
                 b.ef.succ = b.et.succ
@@ -1778,8 +1751,8 @@ class _Optimizer:
         b = self.root
         s = b.stmts
         b.stmts = []
-        while _cls(b.code) == BPF_JMP and b.jt is b.jf:
-            b = b.jt
+        while _cls(b.code) == BPF_JMP and b.et.succ is b.ef.succ:
+            b = b.et.succ
         tmp = b.stmts
         b.stmts = list(s) + list(tmp)
         if _cls(b.code) == BPF_RET:
@@ -1791,48 +1764,50 @@ class _Optimizer:
         self.opt_loop(True)
         self.intern_blocks()
         self.opt_root()
-        # Leave a graph without reference cycles (predecessor links, in-edge lists),
-        # so it is freed as soon as it is laid out instead of by a collector pass
-        # over every object the compilation made.
+        # Give the blocks their successors back as codegen's jt/jf (linearize reads
+        # those), and leave a graph without reference cycles (predecessor links,
+        # in-edge lists, the blocks' edges), so it is freed as soon as it is laid out
+        # instead of by a collector pass over every object the compilation made.
         for b in self.blocks:
-            b.in_edges = None
+            b.in_edges = b.cache = None
             et = b.et
-            et.pred = et.next = None
             ef = b.ef
-            ef.pred = ef.next = None
+            b.jt = et.succ
+            b.jf = ef.succ
+            b.et = b.ef = None
         return self.root
 
 
-def optimize(root) -> OBlock:
+def optimize(root: Block) -> Block:
     """bpf_optimize() on the graph rooted at `root` (codegen Blocks, after finish_parse).
     Returns the new root; raises CompileError for the optimizer's own errors."""
     # number_blks_r's preorder (JT before JF) over the codegen blocks: block ids.
     # The statements are taken over as they are: the codegen graph is dropped after
     # this, and the optimizer rewrites statements in place as libpcap's does (a
     # statement in two blocks would be one slist node in two blocks there too).
-    order = []
+    blocks = []
     stack = [root]
     pop = stack.pop
     push = stack.append
     while stack:
         b = pop()
-        if b is None or b.opt is not None:
+        if b is None or b.head is None:
             continue
-        b.opt = True                      # (the OBlock below; the count is not known yet)
-        order.append(b)
-        b.head = None                     # (a reference cycle; codegen is done with it)
+        b.head = None                     # (visited; a reference cycle codegen is done with)
+        blocks.append(b)
         push(b.jf)
         push(b.jt)
-    n = len(order)
-    blocks = []
-    for i, b in enumerate(order):
-        ob = b.opt = OBlock(b.stmts, b.code, b.k, i, n)
-        blocks.append(ob)
-    for b, ob in zip(order, blocks):
-        if b.jt is not None:
-            ob.et.succ = b.jt.opt
-        if b.jf is not None:
-            ob.ef.succ = b.jf.opt
-    for b in order:
-        b.opt = None
+    n = len(blocks)
+    zero = _NO_VAL
+    noclass = (-1, -1, -1, 0)
+    for i, b in enumerate(blocks):
+        b.id = i
+        et = b.et = Edge(b, i)
+        et.succ = b.jt
+        ef = b.ef = Edge(b, n + i)
+        ef.succ = b.jf
+        b.level = b.in_use = b.out_use = b.oval = 0
+        b.val = zero
+        b.in_edges = b.cache = b.ud = None
+        b.jclass = noclass
     return _Optimizer(blocks).run()
