@@ -415,6 +415,8 @@ class CodeGen:
 
     def gen_load_absoffsetrel(self, off: AbsOff, offset: int, size: int) -> list:
         base = off.constant_part if off.constant_part is not None else U32
+        if not off.is_variable:
+            return [Stmt(BPF_LD | BPF_ABS | size, base + offset)]
         s = self.gen_abs_offset_varpart(off)
         if s is not None:
             s.append(Stmt(BPF_LD | BPF_IND | size, base + offset))
