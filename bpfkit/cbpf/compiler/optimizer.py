@@ -417,6 +417,7 @@ class _Optimizer:
         # stable sorts keep that order within a level
         self.desc = sorted(post, key=_LEVEL, reverse=True)
         post.sort(key=_LEVEL)
+        self.rising = post                # all levels upwards (intern_blocks)
         self.asc = post[leaves:]
 
     def find_dom(self):
@@ -1702,26 +1703,31 @@ class _Optimizer:
         successors are identified, bottom-up over the live graph, each class
         represented by its highest-numbered member (libpcap's link chains all end
         there).  The root is never redirected (nothing points to it)."""
-        state = bytearray(self.n_blocks)  # 0 new, 1 on the DFS path, 2 done
-        post: list[OBlock] = []
-        stack = [self.root]
-        pop = stack.pop
-        push = stack.append
-        while stack:
-            b = pop()
-            i = b.id
-            s = state[i]
-            if s == 0:
-                if (b.code & 0x07) != BPF_RET:
-                    state[i] = 1
-                    push(b)
-                    push(b.ef.succ)
-                    push(b.et.succ)
+        if self.unchanged:
+            # the blocks reached, successors first: the last levels hold (the last pass
+            # changed nothing)
+            post = self.rising
+        else:
+            state = bytearray(self.n_blocks)  # 0 new, 1 on the DFS path, 2 done
+            post = []
+            stack = [self.root]
+            pop = stack.pop
+            push = stack.append
+            while stack:
+                b = pop()
+                i = b.id
+                s = state[i]
+                if s == 0:
+                    if (b.code & 0x07) != BPF_RET:
+                        state[i] = 1
+                        push(b)
+                        push(b.ef.succ)
+                        push(b.et.succ)
+                        continue
+                elif s != 1:
                     continue
-            elif s != 1:
-                continue
-            state[i] = 2
-            post.append(b)
+                state[i] = 2
+                post.append(b)
         cls = [0] * self.n_blocks         # block id -> class number
         keys: dict[tuple, int] = {}
         rep: list[OBlock] = []
