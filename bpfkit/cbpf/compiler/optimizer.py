@@ -283,33 +283,41 @@ def _lca(parent, depth, jump, a, b):
 
 
 class _Forest:
-    """A forest given by parent links, its nodes listed parents first (`order`), with
-    preorder intervals: X is an ancestor-or-self of Y iff tin[X] <= tin[Y] < tout[X].
-    Nodes not in it are "dominated by everything" (libpcap's initial all-ones set) and
-    report every ancestor test true."""
+    """The edge-dominator forest: parent links over edge ids, the two edges of block i
+    (ids i and n + i) always siblings; `blocks` lists the blocks whose edges are in
+    it, parents first.  Preorder intervals: X is an ancestor-or-self of Y iff
+    tin[X] <= tin[Y] < tout[X].  Nodes not in it are "dominated by everything"
+    (libpcap's initial all-ones set) and report every ancestor test true."""
     __slots__ = ("tin", "tout")
 
-    def __init__(self, size, order, parent):
+    def __init__(self, n, blocks, parent):
+        size = 2 * n
         sz = [1] * size
-        for v in reversed(order):
-            p = parent[v]
+        for i in reversed(blocks):
+            p = parent[i]
             if p >= 0:
-                sz[p] += sz[v]
+                sz[p] += sz[i] + sz[n + i]
         tin = self.tin = [-1] * size
         tout = self.tout = [-1] * size
         nxt = [0] * size
         counter = 0
-        for v in order:
-            p = parent[v]
+        for i in blocks:
+            p = parent[i]
+            f = n + i
+            st = sz[i]
+            sf = sz[f]
             if p < 0:
                 t = counter
-                counter += sz[v]
+                counter += st + sf
             else:
                 t = nxt[p]
-                nxt[p] = t + sz[v]
-            tin[v] = t
-            tout[v] = t + sz[v]
-            nxt[v] = t + 1
+                nxt[p] = t + st + sf
+            tin[i] = t
+            tout[i] = u = t + st
+            nxt[i] = t + 1
+            tin[f] = u
+            tout[f] = u + sf
+            nxt[f] = u + 1
 
     def is_ancestor(self, a, b) -> bool:
         tb = self.tin[b]
@@ -442,7 +450,7 @@ class _Optimizer:
         epar = [-1] * (2 * n)             # edge forest
         edep = [0] * (2 * n)
         ejmp = [0] * (2 * n)
-        eorder = []
+        eorder = []                       # the blocks whose edges are in it
         blca = [-2] * n                   # per block: common ancestor of preds; -2 none yet
         elca = [-2] * n                   # the same over in-edges
         rid = self.root.id
@@ -476,8 +484,7 @@ class _Optimizer:
             else:
                 ejmp[eid] = eid
                 ejmp[fid] = fid
-            eorder.append(eid)
-            eorder.append(fid)
+            eorder.append(i)
             # A leaf's dominators are never asked for (pull-ups stop at leaves; leaf
             # edges lead nowhere) - and leaves are where thousands of paths join, so
             # their common ancestors are skipped.
@@ -509,7 +516,7 @@ class _Optimizer:
                     if c != ep_:
                         elca[j] = lca(epar, edep, ejmp, c, fid)
         self.dom_tree = (bpar, bdep, bjmp)
-        self.edom_forest = _Forest(2 * n, eorder, epar)
+        self.edom_forest = _Forest(n, eorder, epar)
 
     def dominates(self, a: int, b: int) -> bool:
         """Block a in b->dom (optimize.c's dominator bit test), for block ids.  A block
