@@ -927,7 +927,19 @@ class _Optimizer:
                     code == BPF_JMP | BPF_JSET | BPF_K or \
                     b.val[X_ATOM if code & BPF_X else A_ATOM] in self.vconst:
                 self._peep_branch(b, stmts, None)
-        self.opt_deadstores(b)
+        if len(stmts) == 1:
+            # opt_deadstores on one statement: dead unless the branch or a successor
+            # uses what it defines
+            st = stmts[0]
+            d = DEF_BIT[st.code]
+            if d:
+                if d < 0:
+                    d = 1 << st.k
+                if not (USE_MASK[b.code] & d or b.out_use & d):
+                    st.code = NOP
+                    self.changed()
+        else:
+            self.opt_deadstores(b)
 
     def opt_blk(self, b, do_stmts):
         if b.et.succ is None and not b.stmts and b.code != BPF_RET | BPF_X:
