@@ -1583,15 +1583,28 @@ class _Optimizer:
         ep = b.in_edges
         if ep is None:
             return
-        val = ep.pred.val[A_ATOM]
+        pred0 = ep.pred
+        val = pred0.val[A_ATOM]
+        diff = pred0.et if pred0.et.succ is b else pred0.ef
+        exit_b = b.et.succ if is_or else b.ef.succ
+        # What the two loops below need, without their other checks: along the chain
+        # from *diffp (blocks with b's exit), a block whose A value is not `val` and
+        # then one whose A value is.
+        d = diff.succ
+        other = False
+        while d is not None and (d.et.succ if is_or else d.ef.succ) is exit_b:
+            if d.val[A_ATOM] != val:
+                other = True
+            elif other:
+                break
+            d = d.ef.succ if is_or else d.et.succ
+        else:
+            return
         e = ep.next
         while e is not None:
             if val != e.pred.val[A_ATOM]:
                 return
             e = e.next
-        pred0 = ep.pred
-        diff = pred0.et if pred0.et.succ is b else pred0.ef
-        exit_b = b.et.succ if is_or else b.ef.succ
         dominates = self.dominates
         bid = b.id
         at_top = True
