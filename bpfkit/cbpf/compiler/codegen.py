@@ -110,7 +110,7 @@ class Block:
     slots are the optimizer's (optimizer.py), set when it takes the graph over."""
     __slots__ = ("stmts", "code", "k", "jt", "jf", "sense", "head",
                  "et", "ef", "id", "level", "in_use", "out_use", "val", "oval",
-                 "in_edges", "jclass", "cache", "ud")
+                 "in_edges", "aval", "jct", "jc2", "cache", "ud")
 
     def __init__(self, code: int, k: int = 0, stmts: list | None = None):
         self.stmts = stmts if stmts is not None else []

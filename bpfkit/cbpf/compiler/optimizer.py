@@ -979,6 +979,7 @@ class _Optimizer:
                 c[2] is b.et.succ and c[3] is b.ef.succ and (c[6] or not do_stmts):
             b.val = c[4]
             b.oval = c[5]
+            b.aval = c[7]
             return
         if not do_stmts:
             inval = val[:]
@@ -1047,10 +1048,11 @@ class _Optimizer:
             k = b.k & U32
             v = table.get((BPF_LD | BPF_IMM, k, 0))
             b.oval = v if v is not None else self.K(k)
+        b.aval = av = b.val[A_ATOM]       # (the edge classes read it)
         if do_stmts:
             b.cache = b.ud = None         # (not every change there is counted)
         elif self.mods == mods:
-            b.cache = (inval, b.out_use, b.et.succ, b.ef.succ, b.val, b.oval, neutral)
+            b.cache = (inval, b.out_use, b.et.succ, b.ef.succ, b.val, b.oval, neutral, av)
         else:
             b.cache = b.ud = None
 
@@ -1075,7 +1077,8 @@ class _Optimizer:
         by (opcode, A value, operand value), false edges likewise, and true `jeq #k`
         edges by (opcode, A value) (whose true edge with another operand value also
         decides the child).  Each branch block gets its three classes as indices
-        (jclass; -1: none); a class's query structure is built when a walk first asks
+        (jct, its false class being jct + 1; jc2, -1 for none); a class's query
+        structure is built when a walk first asks
         it (_class)."""
         n = self.n_blocks
         oval_of = [0] * (2 * n)
@@ -1091,7 +1094,7 @@ class _Optimizer:
         jeq_k = BPF_JMP | BPF_JEQ | BPF_K
         for p in self.asc:
             code = p.code                 # a branch: levels >= 1 have successors
-            av = p.val[A_ATOM]
+            av = p.aval
             ov = p.oval
             t = p.id
             f = n + t
@@ -1121,7 +1124,8 @@ class _Optimizer:
                     members[c2].append(t)
             else:
                 c2 = -1
-            p.jclass = (ct, cf, c2, ov)
+            p.jct = ct
+            p.jc2 = c2
             cts.append(ct)
             c2s.append(c2)
             pids.append(t)
@@ -1310,7 +1314,8 @@ class _Optimizer:
                         continue
                 if not hits:
                     xx = tin[ep.id]
-                    for ci in child.jclass[:3]:
+                    ct = child.jct
+                    for ci in (ct, ct + 1 if ct >= 0 else -1, child.jc2):
                         if ci < 0:
                             continue
                         mem = members[ci]
@@ -1334,13 +1339,15 @@ class _Optimizer:
                     answers = {}
                     fresh = False
                 elif answers:
-                    ct = p.jclass[0]
+                    ct = p.jct
                     answers.pop(ct, None)
                     answers.pop(ct + 1, None)
-                    answers.pop(p.jclass[2], None)
+                    answers.pop(p.jc2, None)
                 if hits:
                     # the child's classes without a dominating edge are known
-                    ct, cf, c2, _ = child.jclass
+                    ct = child.jct
+                    cf = ct + 1
+                    c2 = child.jc2
                     if not hits & 1:
                         answers[ct] = None
                     if not hits & 2:
@@ -1350,7 +1357,10 @@ class _Optimizer:
                 c = child
                 moved = False
                 for _ in range(fast_steps):
-                    ct, cf, c2, ov = c.jclass
+                    ct = c.jct
+                    cf = ct + 1
+                    c2 = c.jc2
+                    ov = c.oval
                     best = -1
                     target = None
                     rt = ask(ct)              # (ct >= 0: c is a branch block)
@@ -1496,7 +1506,10 @@ class _Optimizer:
                     entries = None
                 if entries is not None:
                     break                 # replayed
-            ct, cf, c2, ov = child.jclass
+            ct = child.jct
+            cf = ct + 1 if ct >= 0 else -1
+            c2 = child.jc2
+            ov = child.oval
             reqs: dict = {}
             atoms: dict = {}
             best = -1
@@ -1851,7 +1864,6 @@ def optimize(root: Block) -> Block:
         push(b.jt)
     n = len(blocks)
     zero = _NO_VAL
-    noclass = (-1, -1, -1, 0)
     for i, b in enumerate(blocks):
         b.id = i
         et = b.et = Edge(b, i)
@@ -1861,5 +1873,5 @@ def optimize(root: Block) -> Block:
         b.level = b.in_use = b.out_use = b.oval = 0
         b.val = zero
         b.in_edges = b.cache = b.ud = None
-        b.jclass = noclass
+        b.jct = b.jc2 = -1
     return _Optimizer(blocks).run()
