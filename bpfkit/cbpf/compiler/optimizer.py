@@ -80,9 +80,9 @@ class Edge:
     read from the predecessor when needed."""
     __slots__ = ("id", "succ", "pred", "next")
 
-    def __init__(self, pred, eid):
+    def __init__(self, pred, eid, succ):
         self.id = eid
-        self.succ = None
+        self.succ = succ
         self.pred = pred
         self.next = None
 
@@ -93,7 +93,6 @@ class Edge:
 # libpcap's block number (number_blks_r); the true edge is edge `id`, the false edge
 # `n + id`.
 OBlock = Block
-_NO_VAL = (0,) * 18                 # before opt_blk gives a block its own list
 
 
 def atomuse(code: int, k: int) -> int:
@@ -1862,16 +1861,13 @@ def optimize(root: Block) -> Block:
         blocks.append(b)
         push(b.jf)
         push(b.jt)
+    # (the other optimizer slots are set by the passes before they are read: levels,
+    # use sets and in-edge lists by find_levels, values by opt_blk, classes by
+    # _edge_classes, for the blocks reached)
     n = len(blocks)
-    zero = _NO_VAL
     for i, b in enumerate(blocks):
         b.id = i
-        et = b.et = Edge(b, i)
-        et.succ = b.jt
-        ef = b.ef = Edge(b, n + i)
-        ef.succ = b.jf
-        b.level = b.in_use = b.out_use = b.oval = 0
-        b.val = zero
-        b.in_edges = b.cache = b.ud = None
-        b.jct = b.jc2 = -1
+        b.et = Edge(b, i, b.jt)
+        b.ef = Edge(b, n + i, b.jf)
+        b.cache = b.ud = None
     return _Optimizer(blocks).run()
