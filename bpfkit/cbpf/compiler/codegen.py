@@ -471,7 +471,8 @@ class CodeGen:
         return b
 
     def gen_cmp(self, offrel, offset, size, v) -> Block:
-        return self.gen_ncmp(offrel, offset, size, U32, BPF_JEQ, False, v)
+        # gen_ncmp(offrel, offset, size, U32, BPF_JEQ, False, v)
+        return Block(BPF_JMP | BPF_JEQ | BPF_K, v, self.gen_load_a(offrel, offset, size))
 
     def gen_cmp_gt(self, offrel, offset, size, v) -> Block:
         return self.gen_ncmp(offrel, offset, size, U32, BPF_JGT, False, v)
