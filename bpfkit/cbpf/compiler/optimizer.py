@@ -1039,7 +1039,24 @@ class _Optimizer:
                 self._peep_dead(b, stmts, peep_all)
                 code = b.code
         elif stmts:                       # (both do nothing without statements)
-            self._peep_dead(b, stmts, peep_all)
+            # _peep_dead, inline
+            if peep_all:
+                self.opt_peep(b)
+            elif (code == BPF_JMP | BPF_JEQ | BPF_K and not b.out_use & A_BIT) or \
+                    code == BPF_JMP | BPF_JSET | BPF_K or \
+                    val[X_ATOM if code & BPF_X else A_ATOM] in vconst:
+                self._peep_branch(b, stmts, None)
+            if len(stmts) == 1:
+                st = stmts[0]
+                d = DEF_BIT[st.code]
+                if d:
+                    if d < 0:
+                        d = 1 << st.k
+                    if not (USE_MASK[b.code] & d or b.out_use & d):
+                        st.code = NOP
+                        self.changed()
+            else:
+                self.opt_deadstores(b)
             code = b.code
         if code & BPF_X:
             b.oval = b.val[X_ATOM]
