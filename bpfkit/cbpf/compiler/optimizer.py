@@ -338,9 +338,10 @@ class _Forest:
 
 
 class _Optimizer:
-    def __init__(self, blocks: list):
+    def __init__(self, blocks: list, first_walk=None):
         """`blocks`: the graph's blocks in libpcap's numbering order (block i has
-        id i), the root first."""
+        id i), the root first; `first_walk`: (their depth-first completion order,
+        the number of leaves), with levels set, if known."""
         self.root = blocks[0]
         self.done = False
         self.nbm = False          # non_branch_movement_performed
@@ -350,6 +351,7 @@ class _Optimizer:
         self.desc: list = []
         self.asc: list = []
         self.unchanged = False        # the last pass changed nothing
+        self.first_walk = first_walk  # optimize()'s completion order and leaf count
         self.dirty = False
         self.mods = 0                 # changes made (changed() and the uncounted ones)
         self.init_val()
@@ -370,42 +372,59 @@ class _Optimizer:
         find_ud: each block's local use and kill sets (compute_local_ud) and the uses
         live on exit (out_use, the successors' in_use), computed when the block is
         finished, i.e. after its successors, as libpcap's level-by-level pass."""
-        state = bytearray(self.n_blocks)  # 0 new, 1 on the DFS path, 2 done
-        post: list = []                   # libpcap's recursion's completion order
-        stack = [self.root]
-        pop = stack.pop
-        push = stack.append
         use_mask = USE_MASK
         def_bit = DEF_BIT
-        leaves = 0
-        while stack:
-            b = pop()
-            i = b.id
-            s = state[i]
-            if s == 0:
+        if self.first_walk is not None:
+            # optimize() walked the graph in this order already, with the levels
+            post, leaves = self.first_walk
+            self.first_walk = None
+            walk = iter(post)
+            post = []
+        else:
+            walk = None
+            state = bytearray(self.n_blocks)  # 0 new, 1 on the DFS path, 2 done
+            post: list = []               # libpcap's recursion's completion order
+            stack = [self.root]
+            pop = stack.pop
+            push = stack.append
+            leaves = 0
+        while True:
+            if walk is not None:
+                b = next(walk, None)
+                if b is None:
+                    break
                 jt = b.et.succ
-                if jt is not None:
-                    state[i] = 1
-                    push(b)               # popped again (state 1) after its subtrees
-                    push(b.ef.succ)
-                    push(jt)
-                    continue
-                state[i] = 2
-                b.level = 0
-                leaves += 1
-                out = 0
-            elif s == 1:
-                # no block on the DFS path is reached again (the graph is acyclic),
-                # so this is b's own entry: its successors are done
-                state[i] = 2
-                jt = b.et.succ
-                jf = b.ef.succ
-                lt = jt.level
-                lf = jf.level
-                b.level = (lt if lt > lf else lf) + 1
-                out = jt.in_use | jf.in_use
+                out = 0 if jt is None else jt.in_use | b.ef.succ.in_use
             else:
-                continue
+                if not stack:
+                    break
+                b = pop()
+                i = b.id
+                s = state[i]
+                if s == 0:
+                    jt = b.et.succ
+                    if jt is not None:
+                        state[i] = 1
+                        push(b)           # popped again (state 1) after its subtrees
+                        push(b.ef.succ)
+                        push(jt)
+                        continue
+                    state[i] = 2
+                    b.level = 0
+                    leaves += 1
+                    out = 0
+                elif s == 1:
+                    # no block on the DFS path is reached again (the graph is
+                    # acyclic), so this is b's own entry: its successors are done
+                    state[i] = 2
+                    jt = b.et.succ
+                    jf = b.ef.succ
+                    lt = jt.level
+                    lf = jf.level
+                    b.level = (lt if lt > lf else lf) + 1
+                    out = jt.in_use | jf.in_use
+                else:
+                    continue
             post.append(b)
             b.in_edges = None             # (opt_blks lists them again)
             ud = b.ud                     # (kept while the block does not change)
@@ -1866,20 +1885,36 @@ def optimize(root: Block) -> Block:
     # The statements are taken over as they are: the codegen graph is dropped after
     # this, and the optimizer rewrites statements in place as libpcap's does (a
     # statement in two blocks would be one slist node in two blocks there too).
+    # The same walk gives find_levels' completion order and levels for the first
+    # pass (it visits JT before JF too).
     blocks = []
+    post = []
+    leaves = 0
     stack = [root]
     pop = stack.pop
     push = stack.append
     while stack:
         b = pop()
-        if b is None or b.head is None:
-            continue
-        b.head = None                     # (visited; a reference cycle codegen is done with)
-        blocks.append(b)
-        push(b.jf)
-        push(b.jt)
-    # (the other optimizer slots are set by the passes before they are read: levels,
-    # use sets and in-edge lists by find_levels, values by opt_blk, classes by
+        if b.head is not None:            # new
+            b.head = None                 # (a reference cycle codegen is done with)
+            blocks.append(b)
+            jt = b.jt
+            if jt is not None:
+                b.level = -1              # on the path
+                push(b)                   # popped again after its subtrees
+                push(b.jf)
+                push(jt)
+                continue
+            b.level = 0
+            leaves += 1
+            post.append(b)
+        elif b.level == -1:               # (a block on the path is not reached again)
+            lt = b.jt.level
+            lf = b.jf.level
+            b.level = (lt if lt > lf else lf) + 1
+            post.append(b)
+    # (the other optimizer slots are set by the passes before they are read: use
+    # sets and in-edge lists by find_levels, values by opt_blk, classes by
     # _edge_classes, for the blocks reached)
     n = len(blocks)
     for i, b in enumerate(blocks):
@@ -1887,4 +1922,4 @@ def optimize(root: Block) -> Block:
         b.et = Edge(b, i, b.jt)
         b.ef = Edge(b, n + i, b.jf)
         b.cache = b.ud = None
-    return _Optimizer(blocks).run()
+    return _Optimizer(blocks, (post, leaves)).run()
