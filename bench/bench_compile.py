@@ -3,19 +3,22 @@
 tcpdump #1121), on the issue's shape, N clauses of `(host A and port P)` joined by
 `or`.
 
-    python3 bench/bench_compile.py                 # N = 50 100 200 400 1000; tcpdump to 400
-    python3 bench/bench_compile.py --tcpdump-max 1000 --runs 5
+    python3 bench/bench_compile.py --runs 3        # N = 50 100 200 400 1000, both
+    python3 bench/bench_compile.py --tcpdump-max 400 --runs 5
     python3 bench/bench_compile.py --sizes 50,100 --json
 
-bpfkit's time is the median of --runs runs (a single run for the slow sizes, as for
-tcpdump, whose time includes process start-up: ~10 ms).  Where both ran, the programs
-are compared instruction by instruction (`tcpdump -ddd` against bpfkit's program) and
-the table says whether they are identical.  Prints a markdown table.
+bpfkit's time is the median of --runs runs after a first one (a single run for the
+slow sizes, as for tcpdump above 100 clauses; tcpdump's time includes process
+start-up: ~10 ms).  Where both ran, the programs are compared instruction by
+instruction (`tcpdump -ddd` against bpfkit's program) and the table says whether they
+are identical.  Prints a markdown table and the load averages before and after (the
+machine may be shared: note them with the figures).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -69,12 +72,14 @@ def main(argv=None) -> int:
                     help="comma-separated clause counts (default: %(default)s)")
     ap.add_argument("--runs", type=int, default=5,
                     help="runs per size for sizes whose first run took < 2 s (median)")
-    ap.add_argument("--tcpdump-max", type=int, default=400,
-                    help="largest N to give tcpdump (default 400: ~40 s; 1000 takes minutes)")
+    ap.add_argument("--tcpdump-max", type=int, default=1000,
+                    help="largest N to give tcpdump (default %(default)s: ~4 s on the "
+                         "reference machine)")
     ap.add_argument("--tcpdump-timeout", type=float, default=900.0)
     ap.add_argument("--json", action="store_true", help="also print the rows as JSON")
     args = ap.parse_args(argv)
     have_tcpdump = shutil.which("tcpdump") is not None
+    load_before = os.getloadavg()
     rows = []
     for n in (int(s) for s in args.sizes.split(",")):
         expr = clauses(n)
@@ -101,6 +106,9 @@ def main(argv=None) -> int:
         same = "-" if r["identical"] is None else ("yes" if r["identical"] else "NO")
         print(f"| {r['clauses']} | {r['insns']} | {r['bpfkit_s']:.3f} | {tcol} | {ratio} | "
               f"{same} |")
+    load_after = os.getloadavg()
+    print(f"\nload average (1, 5, 15 min): before {' '.join(f'{v:.2f}' for v in load_before)}, "
+          f"after {' '.join(f'{v:.2f}' for v in load_after)}")
     if args.json:
         print(json.dumps(rows, indent=1))
     return 0 if all(r["identical"] is not False for r in rows) else 1

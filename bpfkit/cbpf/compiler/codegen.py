@@ -106,9 +106,11 @@ class Stmt:
 class Block:
     """gencode.h `struct block`: statements, a final conditional jump (code, k), and the
     true/false successors.  `sense` and the unresolved-edge lists threaded through jt/jf
-    are libpcap's backpatching device (gen_and/gen_or/backpatch/merge)."""
-    __slots__ = ("stmts", "code", "k", "jt", "jf", "sense", "head", "offset", "longjt",
-                 "longjf")
+    are libpcap's backpatching device (gen_and/gen_or/backpatch/merge).  The other
+    slots are the optimizer's (optimizer.py), set when it takes the graph over."""
+    __slots__ = ("stmts", "code", "k", "jt", "jf", "sense", "head",
+                 "et", "ef", "id", "level", "in_use", "out_use", "val", "oval",
+                 "in_edges", "aval", "jct", "jc2", "cache", "ud")
 
     def __init__(self, code: int, k: int = 0, stmts: list | None = None):
         self.stmts = stmts if stmts is not None else []
@@ -118,9 +120,6 @@ class Block:
         self.jf = None
         self.sense = False
         self.head = self
-        self.offset = 0
-        self.longjt = 0
-        self.longjf = 0
 
 
 class AbsOff:
@@ -223,7 +222,7 @@ def linearize(root: Block) -> list[Insn]:
     # that does not reach and re-lay out until nothing grows (sizes only grow, so this
     # is the fixpoint convert_code_r reaches one flag at a time).
     idx = {id(p): i for i, p in enumerate(order)}
-    slen = [sum(1 for st in p.stmts if st.code >= 0) for p in order]
+    slen = [len([st for st in p.stmts if st.code >= 0]) if p.stmts else 0 for p in order]
     jt_i = [idx[id(p.jt)] if p.jt is not None else -1 for p in order]
     jf_i = [idx[id(p.jf)] if p.jf is not None else -1 for p in order]
     longjt = [0] * len(order)
@@ -248,8 +247,22 @@ def linearize(root: Block) -> list[Insn]:
         if not grew:
             break
     out: list[Insn] = []
+    made: dict = {}               # Insn is immutable: one object per distinct instruction
     for i, p in enumerate(order):
-        out.extend(_block_stmts(p.stmts))
+        start = len(out)
+        for st in p.stmts:
+            c = st.code
+            if c < 0:
+                continue          # NOP (-1): a statement the optimizer deleted
+            if (c & 0x07) == BPF_JMP:
+                del out[start:]   # block-local jumps (protochain)
+                out.extend(_block_stmts(p.stmts))
+                break
+            key = (c, st.k)
+            ins = made.get(key)
+            if ins is None:
+                ins = made[key] = Insn(c, 0, 0, st.k)
+            out.append(ins)
         extra_slots = longjt[i] + longjf[i]
         if jt_i[i] < 0:
             out.append(Insn(p.code, 0, 0, p.k))
@@ -269,7 +282,11 @@ def linearize(root: Block) -> list[Insn]:
             extra.append(Insn(BPF_JMP | BPF_JA, 0, 0, (offf - (len(extra) + 1)) & U32))
         else:
             jf = offf
-        out.append(Insn(p.code, jt, jf, p.k))
+        key = (p.code, jt, jf, p.k)
+        ins = made.get(key)
+        if ins is None:
+            ins = made[key] = Insn(p.code, jt, jf, p.k)
+        out.append(ins)
         out.extend(extra)
         out.extend(Insn(0) for _ in range(extra_slots - len(extra)))
     return out
@@ -398,6 +415,8 @@ class CodeGen:
 
     def gen_load_absoffsetrel(self, off: AbsOff, offset: int, size: int) -> list:
         base = off.constant_part if off.constant_part is not None else U32
+        if not off.is_variable:
+            return [Stmt(BPF_LD | BPF_ABS | size, base + offset)]
         s = self.gen_abs_offset_varpart(off)
         if s is not None:
             s.append(Stmt(BPF_LD | BPF_IND | size, base + offset))
@@ -452,7 +471,8 @@ class CodeGen:
         return b
 
     def gen_cmp(self, offrel, offset, size, v) -> Block:
-        return self.gen_ncmp(offrel, offset, size, U32, BPF_JEQ, False, v)
+        # gen_ncmp(offrel, offset, size, U32, BPF_JEQ, False, v)
+        return Block(BPF_JMP | BPF_JEQ | BPF_K, v, self.gen_load_a(offrel, offset, size))
 
     def gen_cmp_gt(self, offrel, offset, size, v) -> Block:
         return self.gen_ncmp(offrel, offset, size, U32, BPF_JGT, False, v)
@@ -1710,7 +1730,23 @@ class CodeGen:
             top = bpf_optimize(top)
             if top.code == BPF_RET | BPF_K and top.k == 0:
                 self.error("expression rejects all packets")
-        return linearize(top)
+            return linearize(top)
+        insns = linearize(top)
+        _release(top)
+        return insns
+
+
+def _release(root: Block) -> None:
+    """Drop the `head` links (reference cycles) of a finished graph, so that it is
+    freed as soon as it is no longer used rather than by a collector pass."""
+    stack = [root]
+    while stack:
+        b = stack.pop()
+        if b is None or b.head is None:
+            continue
+        b.head = None
+        stack.append(b.jt)
+        stack.append(b.jf)
 
 
 def _swap16(v: int) -> int:

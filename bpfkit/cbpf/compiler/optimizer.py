@@ -13,11 +13,23 @@ Block and edge numbering and the per-level block lists are built in libpcap's or
 since the order in which blocks are visited decides which equivalent program comes out.
 libpcap's per-block bit sets are replaced by structures that give the same answers
 without its quadratic cost on long filters (libpcap #1255, tcpdump #1121): use/def sets
-are ints (18 atoms), dominator and edge-dominator sets are forests with preorder
-intervals (find_dom), opt_j's scan of the dominating edges is a query per edge class,
-and opt_j's branch-by-branch walks are recorded and replayed (opt_j explains why each
-gives libpcap's result).  tests/test_compiler_scale.py and the corpus/fuzz tests check
-the programs against tcpdump.
+are int bit masks from opcode tables (18 atoms); dominator and edge-dominator sets are
+forests with jump pointers (LCA, ancestor tests) and, for edges, preorder intervals
+(find_dom); opt_j's scan of the dominating edges is a query per edge class (_ask), its
+common case (no class member dominates the edge) one numpy pass over all edges on long
+filters (_dominated_edges), and its branch-by-branch walks are short ones walked
+directly or long ones recorded and replayed (_walk explains why each gives libpcap's
+result).  Work a pass would repeat is kept (what libpcap recomputes, the result is the
+same): one value numbering for all passes (numbers are only compared for equality), a
+block's opt_blk result while its entry values, live uses and successors are unchanged,
+its local use sets while its statements are, and the levels and in-edges after a pass
+that changed nothing.  The optimizer works on codegen's Blocks and leaves no reference
+cycles behind (compile_filter pauses the cyclic collector).
+
+1000 `host A and port P` clauses (bench/bench_compile.py): 35002 blocks, four passes
+(35002, 17000, 14003 blocks, then the statement pass), ~0.95 s on the reference machine.
+tests/test_compiler_scale.py and the corpus/fuzz/verdict tests check the programs
+against tcpdump, and the size-dependent choices against each other.
 
 Where 1.10.3 differs from libpcap master, 1.10.3 is followed (each found by comparing
 listings with the installed tcpdump): opt_deadstores keeps a removed store's value as the
@@ -28,14 +40,15 @@ the contract, so the bug is reproduced.
 from __future__ import annotations
 
 from bisect import bisect_right
+from operator import attrgetter
 
 from ...errors import CompileError
-from ..isa import (BPF_A, BPF_ABS, BPF_ADD, BPF_ALU, BPF_AND, BPF_B, BPF_DIV, BPF_IMM,
+from ..isa import (BPF_A, BPF_ABS, BPF_ADD, BPF_ALU, BPF_AND, BPF_B, BPF_DIV, BPF_H, BPF_IMM,
                    BPF_IND, BPF_JEQ, BPF_JGE, BPF_JGT, BPF_JMP, BPF_JSET, BPF_K, BPF_LD,
                    BPF_LDX, BPF_LEN, BPF_LSH, BPF_MEM, BPF_MEMWORDS, BPF_MISC, BPF_MOD,
                    BPF_MSH, BPF_MUL, BPF_NEG, BPF_OR, BPF_RET, BPF_RSH, BPF_ST, BPF_STX,
-                   BPF_SUB, BPF_TAX, BPF_TXA, BPF_X, BPF_XOR)
-from .codegen import Stmt
+                   BPF_SUB, BPF_TAX, BPF_TXA, BPF_W, BPF_X, BPF_XOR)
+from .codegen import Block, Stmt
 
 NOP = -1
 A_ATOM = BPF_MEMWORDS
@@ -63,46 +76,23 @@ def _mode(c):
 
 
 class Edge:
-    __slots__ = ("id", "code", "succ", "pred", "next")
+    """An edge; libpcap's edge code (the branch opcode, negated for a false edge) is
+    read from the predecessor when needed."""
+    __slots__ = ("id", "succ", "pred", "next")
 
-    def __init__(self, pred, succ):
-        self.id = 0
-        self.code = 0
+    def __init__(self, pred, eid, succ):
+        self.id = eid
         self.succ = succ
         self.pred = pred
         self.next = None
 
 
-class OBlock:
-    """A block during optimization: gencode's struct block with its two edges; JT/JF
-    are the edges' successors (gencode.h `#define JT(b) ((b)->et.succ)`)."""
-    __slots__ = ("stmts", "code", "k", "et", "ef", "id", "level",
-                 "in_use", "out_use", "kill", "defs", "val", "oval", "in_edges",
-                 "longjt", "longjf", "offset", "jclass")
-
-    def __init__(self, b):
-        self.stmts = b.stmts
-        self.code = b.code
-        self.k = b.k
-        self.et = Edge(self, None)
-        self.ef = Edge(self, None)
-        self.id = 0
-        self.level = 0
-        self.in_use = self.out_use = self.kill = self.defs = 0
-        self.val = [0] * N_ATOMS
-        self.oval = 0
-        self.in_edges = None
-        self.longjt = self.longjf = 0
-        self.jclass = (-1, -1, -1, 0)
-        self.offset = 0
-
-    @property
-    def jt(self):
-        return self.et.succ
-
-    @property
-    def jf(self):
-        return self.ef.succ
+# The optimizer works on codegen's Blocks (gencode's struct block), with their
+# optimizer slots set by optimize(): JT/JF are the edges' successors (gencode.h
+# `#define JT(b) ((b)->et.succ)`); `jt`/`jf` are written back when it is done.  `id` is
+# libpcap's block number (number_blks_r); the true edge is edge `id`, the false edge
+# `n + id`.
+OBlock = Block
 
 
 def atomuse(code: int, k: int) -> int:
@@ -141,6 +131,32 @@ def atomdef(code: int, k: int) -> int:
     return -1
 
 
+def _ud_tables():
+    """Per opcode (index code; index -1, the last, is NOP): the bit mask of the atoms
+    a statement uses and the bit of the atom it defines (atomuse/atomdef as masks),
+    -1 where the atom is the statement's k (scratch memory), 0 for none."""
+    use = [0] * 257
+    dfn = [0] * 257
+    probe = 1000
+    for code in list(range(256)) + [NOP]:
+        u = atomuse(code, probe)
+        d = atomdef(code, probe)
+        use[code] = (-1 if u == probe else 0 if u < 0 else
+                     (1 << A_ATOM) | (1 << X_ATOM) if u == AX_ATOM else 1 << u)
+        dfn[code] = -1 if d == probe else 0 if d < 0 else 1 << d
+    return use, dfn
+
+
+USE_MASK, DEF_BIT = _ud_tables()
+A_BIT = 1 << A_ATOM
+X_BIT = 1 << X_ATOM
+LD_ABS_CODES = frozenset((BPF_LD | BPF_ABS | BPF_W, BPF_LD | BPF_ABS | BPF_H,
+                          BPF_LD | BPF_ABS | BPF_B))
+LDX_MSH_B = BPF_LDX | BPF_MSH | BPF_B
+LD_IND_CODES = frozenset((BPF_LD | BPF_IND | BPF_W, BPF_LD | BPF_IND | BPF_H,
+                          BPF_LD | BPF_IND | BPF_B))
+
+
 def _min_id(prev, m):
     return m if prev is None or m < prev else prev
 
@@ -154,7 +170,7 @@ def _stab_build(members, tin, tout, combine):
     if len(members) == 1:                 # most classes: one branch block's edge
         m = members[0]
         return [tin[m], tout[m]], [combine(None, m), None]
-    members.sort(key=tin.__getitem__)
+    members = sorted(members, key=tin.__getitem__)
     bounds: list[int] = []
     vals: list = []
     stack: list = []                      # (tout, folded value)
@@ -180,6 +196,60 @@ def _stab_build(members, tin, tout, combine):
     return bounds, vals
 
 
+def _stab_build_min(members, tin, tout):
+    """_stab_build with combine = the lowest edge number (the classes of opt_j's first
+    two kinds), inlined."""
+    if len(members) == 1:
+        m = members[0]
+        return [tin[m], tout[m]], [m, None]
+    members = sorted(members, key=tin.__getitem__)
+    bounds: list[int] = []
+    vals: list = []
+    stack_end: list[int] = []
+    stack_val: list = []
+    for m in members:
+        t = tin[m]
+        while stack_end and stack_end[-1] <= t:
+            end = stack_end.pop()
+            stack_val.pop()
+            v = stack_val[-1] if stack_val else None
+            if bounds[-1] == end:
+                vals[-1] = v
+            else:
+                bounds.append(end)
+                vals.append(v)
+        if stack_val:
+            v = stack_val[-1]
+            if m < v:
+                v = m
+        else:
+            v = m
+        stack_end.append(tout[m])
+        stack_val.append(v)
+        if bounds and bounds[-1] == t:
+            vals[-1] = v
+        else:
+            bounds.append(t)
+            vals.append(v)
+    while stack_end:
+        end = stack_end.pop()
+        stack_val.pop()
+        v = stack_val[-1] if stack_val else None
+        if bounds[-1] == end:
+            vals[-1] = v
+        else:
+            bounds.append(end)
+            vals.append(v)
+    return bounds, vals
+
+
+_MISSING = object()
+VECTOR_MIN_BLOCKS = 1000      # from this size, opt_j's common case is one numpy pass
+FAST_STEPS = 4                # opt_j walks tried without the memo first
+SMALL_CLASS = 8               # edge classes up to this size are scanned, not indexed
+_LEVEL = attrgetter("level")
+
+
 def _stab_query(st, x):
     """The folded value at the deepest member that is an ancestor-or-self of the node
     with preorder number x (None if no member is)."""
@@ -188,71 +258,77 @@ def _stab_query(st, x):
     return vals[j] if j >= 0 else None
 
 
-class _Forest:
-    """A forest given by parent links, built parents first, with preorder intervals
-    (tin, tout) once finished: X is an ancestor-or-self of Y iff
-    tin[X] <= tin[Y] < tout[X].  Nodes never added are "dominated by everything"
-    (libpcap's initial all-ones set) and report every ancestor test true."""
-    __slots__ = ("parent", "depth", "order", "tin", "tout")
-
-    def __init__(self, size):
-        self.parent = [-1] * size
-        self.depth = [0] * size
-        self.order: list[int] = []
-        self.tin = [-1] * size
-        self.tout = [-1] * size
-
-    def add(self, node, parent):
-        self.parent[node] = parent
-        self.depth[node] = self.depth[parent] + 1 if parent >= 0 else 0
-        self.order.append(node)
-
-    def lca(self, a, b):
-        """Nearest common ancestor-or-self of a and b, or -1 (different trees)."""
-        if a < 0 or b < 0:
-            return -1
-        parent = self.parent
-        depth = self.depth
-        da = depth[a]
-        db = depth[b]
-        while da > db:
+def _lca(parent, depth, jump, a, b):
+    """Nearest common ancestor-or-self of a and b in a forest of parent links, or -1
+    (different trees).  `jump` holds skew-binary jump pointers (_jump), so this takes
+    O(log depth) steps however far apart a and b are."""
+    if a < 0 or b < 0:
+        return -1
+    da = depth[a]
+    db = depth[b]
+    if da < db:
+        a, b = b, a
+        da, db = db, da
+    while da > db:
+        j = jump[a]
+        dj = depth[j]
+        if dj >= db:
+            a = j
+            da = dj
+        else:
             a = parent[a]
             da -= 1
-        while db > da:
-            b = parent[b]
-            db -= 1
-        while a != b:
+    while a != b:
+        ja = jump[a]
+        if ja != jump[b]:
+            if ja == a:                   # two roots
+                return -1
+            a = ja
+            b = jump[b]
+        else:
             a = parent[a]
             b = parent[b]
             if a < 0:
                 return -1
-        return a
+    return a
 
-    def finish(self):
-        order = self.order
-        parent = self.parent
-        size = {}
-        for v in order:
-            size[v] = 1
-        for v in reversed(order):
-            p = parent[v]
+
+class _Forest:
+    """The edge-dominator forest: parent links over edge ids, the two edges of block i
+    (ids i and n + i) always siblings; `blocks` lists the blocks whose edges are in
+    it, parents first.  Preorder intervals: X is an ancestor-or-self of Y iff
+    tin[X] <= tin[Y] < tout[X].  Nodes not in it are "dominated by everything"
+    (libpcap's initial all-ones set) and report every ancestor test true."""
+    __slots__ = ("tin", "tout")
+
+    def __init__(self, n, blocks, parent):
+        size = 2 * n
+        sz = [1] * size
+        for i in reversed(blocks):
+            p = parent[i]
             if p >= 0:
-                size[p] += size[v]
-        tin = self.tin
-        tout = self.tout
-        nxt = {}
+                sz[p] += sz[i] + sz[n + i]
+        tin = self.tin = [-1] * size
+        tout = self.tout = [-1] * size
+        nxt = [0] * size
         counter = 0
-        for v in order:
-            p = parent[v]
+        for i in blocks:
+            p = parent[i]
+            f = n + i
+            st = sz[i]
+            sf = sz[f]
             if p < 0:
                 t = counter
-                counter += size[v]
+                counter += st + sf
             else:
                 t = nxt[p]
-                nxt[p] = t + size[v]
-            tin[v] = t
-            tout[v] = t + size[v]
-            nxt[v] = t + 1
+                nxt[p] = t + st + sf
+            tin[i] = t
+            tout[i] = u = t + st
+            nxt[i] = t + 1
+            tin[f] = u
+            tout[f] = u + sf
+            nxt[f] = u + 1
 
     def is_ancestor(self, a, b) -> bool:
         tb = self.tin[b]
@@ -262,76 +338,125 @@ class _Forest:
 
 
 class _Optimizer:
-    def __init__(self, root: OBlock):
-        self.root = root
+    def __init__(self, blocks: list, first_walk=None):
+        """`blocks`: the graph's blocks in libpcap's numbering order (block i has
+        id i), the root first; `first_walk`: (their depth-first completion order,
+        the number of leaves), with levels set, if known."""
+        self.root = blocks[0]
         self.done = False
         self.nbm = False          # non_branch_movement_performed
-        self.blocks: list[OBlock] = []
-        self._number(root)
-        n = len(self.blocks)
-        self.n_blocks = n
-        self.edges: list[Edge] = [None] * (2 * n)
-        for i, b in enumerate(self.blocks):
-            b.et.id = i
-            self.edges[i] = b.et
-            b.ef.id = n + i
-            self.edges[n + i] = b.ef
-        self.levels: list[list] = []
+        self.blocks = blocks
+        n = self.n_blocks = len(blocks)
+        self.edges: list[Edge] = [b.et for b in blocks] + [b.ef for b in blocks]
+        self.desc: list = []
+        self.asc: list = []
+        self.unchanged = False        # the last pass changed nothing
+        self.first_walk = first_walk  # optimize()'s completion order and leaf count
+        self.dirty = False
+        self.mods = 0                 # changes made (changed() and the uncounted ones)
+        self.init_val()
 
     def error(self, msg):
         raise CompileError(msg)
 
-    # number_blks_r: preorder, JT before JF
-    def _number(self, root):
-        seen = set()
-        stack = [root]
-        while stack:
-            p = stack.pop()
-            if p is None or id(p) in seen:
-                continue
-            seen.add(id(p))
-            p.id = len(self.blocks)
-            self.blocks.append(p)
-            stack.append(p.jf)
-            stack.append(p.jt)
-
     # -- analyses --
     def find_levels(self):
-        """optimize.c find_levels: each block's height; per level, the blocks in the
-        order libpcap's linked list holds them (last one found first).  The block
-        ids are marks: a block is visited once (libpcap's isMarked)."""
-        levels: list[list] = [[] for _ in range(self.n_blocks)]
-        seen = bytearray(self.n_blocks)
-        stack = [(self.root, 0)]
-        pop = stack.pop
-        push = stack.append
-        while stack:
-            b, state = pop()
-            if state == 0:
-                if seen[b.id]:
-                    continue
-                seen[b.id] = 1
-                push((b, 1))
-                jt = b.et.succ
-                if jt is not None:
-                    push((b.ef.succ, 0))
-                    push((jt, 0))
-            else:
-                jt = b.et.succ
-                if jt is None:
-                    level = 0
-                else:
-                    lt = jt.level
-                    lf = b.ef.succ.level
-                    level = (lt if lt > lf else lf) + 1
-                b.level = level
-                levels[level].append(b)
-        for lst in levels:
-            lst.reverse()
-        self.levels = levels
+        """optimize.c find_levels and find_ud in one depth-first walk.
 
-    def level_blocks(self, level):
-        return self.levels[level]
+        Levels: each block's height; per level, the blocks in the order libpcap's
+        linked list holds them (last one found first).  The block ids are marks: a
+        block is visited once (libpcap's isMarked).  The lists are kept flattened:
+        `desc`, all levels from the root down (opt_blk's order), and `asc`, levels
+        1..top upwards (opt_j, the pull-ups).
+
+        find_ud: each block's local use and kill sets (compute_local_ud) and the uses
+        live on exit (out_use, the successors' in_use), computed when the block is
+        finished, i.e. after its successors, as libpcap's level-by-level pass."""
+        use_mask = USE_MASK
+        def_bit = DEF_BIT
+        if self.first_walk is not None:
+            # optimize() walked the graph in this order already, with the levels
+            post, leaves = self.first_walk
+            self.first_walk = None
+            walk = iter(post)
+            post = []
+        else:
+            walk = None
+            state = bytearray(self.n_blocks)  # 0 new, 1 on the DFS path, 2 done
+            post: list = []               # libpcap's recursion's completion order
+            stack = [self.root]
+            pop = stack.pop
+            push = stack.append
+            leaves = 0
+        while True:
+            if walk is not None:
+                b = next(walk, None)
+                if b is None:
+                    break
+                jt = b.et.succ
+                out = 0 if jt is None else jt.in_use | b.ef.succ.in_use
+            else:
+                if not stack:
+                    break
+                b = pop()
+                i = b.id
+                s = state[i]
+                if s == 0:
+                    jt = b.et.succ
+                    if jt is not None:
+                        state[i] = 1
+                        push(b)           # popped again (state 1) after its subtrees
+                        push(b.ef.succ)
+                        push(jt)
+                        continue
+                    state[i] = 2
+                    b.level = 0
+                    leaves += 1
+                    out = 0
+                elif s == 1:
+                    # no block on the DFS path is reached again (the graph is
+                    # acyclic), so this is b's own entry: its successors are done
+                    state[i] = 2
+                    jt = b.et.succ
+                    jf = b.ef.succ
+                    lt = jt.level
+                    lf = jf.level
+                    b.level = (lt if lt > lf else lf) + 1
+                    out = jt.in_use | jf.in_use
+                else:
+                    continue
+            post.append(b)
+            b.in_edges = None             # (opt_blks lists them again)
+            ud = b.ud                     # (kept while the block does not change)
+            if ud is None:
+                defs = use = killed = 0
+                for st in b.stmts:
+                    code = st.code
+                    u = use_mask[code]
+                    if u:
+                        if u < 0:
+                            u = 1 << st.k
+                        use |= u & ~defs
+                    d = def_bit[code]
+                    if d:
+                        if d < 0:
+                            d = 1 << st.k
+                        if not use & d:
+                            killed |= d
+                        defs |= d
+                if (b.code & 0x07) == BPF_JMP:
+                    use |= use_mask[b.code] & ~defs
+                b.ud = (use, killed)
+            else:
+                use, killed = ud
+            b.out_use = out
+            b.in_use = use | (out & ~killed)
+        post.reverse()                    # each level's list: last completed first
+        # stable sorts keep that order within a level
+        self.desc = sorted(post, key=_LEVEL, reverse=True)
+        post.sort(key=_LEVEL)
+        self.rising = post                # all levels upwards (intern_blocks)
+        self.asc = post[leaves:]
 
     def find_dom(self):
         """find_dom and find_edom of optimize.c, as dominator forests.
@@ -349,95 +474,117 @@ class _Optimizer:
         nowhere).  Nothing but the chains' content is used, so the results are
         libpcap's."""
         n = self.n_blocks
-        self.dom_forest = bf = _Forest(n)
-        self.edom_forest = ef = _Forest(2 * n)
+        bpar = [-1] * n                   # block forest: parent, depth, jump pointers
+        bdep = [-1] * n                   # (-1: not in the forest)
+        bjmp = [0] * n                    # (a root jumps to itself)
+        epar = [-1] * (2 * n)             # edge forest
+        edep = [0] * (2 * n)
+        ejmp = [0] * (2 * n)
+        eorder = []                       # the blocks whose edges are in it
         blca = [-2] * n                   # per block: common ancestor of preds; -2 none yet
         elca = [-2] * n                   # the same over in-edges
-        root = self.root
-        for level in range(root.level, -1, -1):
-            for b in self.level_blocks(level):
-                i = b.id
-                if b is root:
-                    bp = ep_ = -1
+        rid = self.root.id
+        blca[rid] = elca[rid] = -1
+        lca = _lca
+        for b in self.desc:               # levels from the root down
+            jt = b.et.succ
+            if jt is None:
+                continue                  # a leaf: see below
+            i = b.id
+            bp = blca[i]
+            if bp >= 0:
+                bpar[i] = bp
+                bdep[i] = bdep[bp] + 1
+                pj = bjmp[bp]
+                ppj = bjmp[pj]
+                bjmp[i] = ppj if bdep[bp] - bdep[pj] == bdep[pj] - bdep[ppj] else bp
+            else:
+                bdep[i] = 0
+                bjmp[i] = i
+            ep_ = elca[i]
+            eid = i
+            fid = n + i
+            if ep_ >= 0:
+                epar[eid] = epar[fid] = ep_
+                edep[eid] = edep[fid] = edep[ep_] + 1
+                pj = ejmp[ep_]
+                ppj = ejmp[pj]
+                ejmp[eid] = ejmp[fid] = \
+                    ppj if edep[ep_] - edep[pj] == edep[pj] - edep[ppj] else ep_
+            else:
+                ejmp[eid] = eid
+                ejmp[fid] = fid
+            eorder.append(i)
+            # A leaf's dominators are never asked for (pull-ups stop at leaves; leaf
+            # edges lead nowhere) - and leaves are where thousands of paths join, so
+            # their common ancestors are skipped.
+            if jt.et.succ is not None:
+                j = jt.id
+                c = blca[j]
+                if c == -2:
+                    blca[j] = i
+                    elca[j] = eid
                 else:
-                    bp = blca[i]
-                    ep_ = elca[i]
-                jt = b.et.succ
-                if jt is None:
-                    continue              # a leaf: see below
-                bf.add(i, bp)
-                eid = b.et.id
-                fid = b.ef.id
-                ef.add(eid, ep_)
-                ef.add(fid, ep_)
-                for e, s in ((eid, jt), (fid, b.ef.succ)):
-                    if s.et.succ is None:
-                        # A leaf's dominators are never asked for (pull-ups stop at
-                        # leaves; leaf edges lead nowhere) - and leaves are where
-                        # thousands of paths join, so skip their common ancestors.
-                        continue
-                    j = s.id
-                    c = blca[j]
-                    blca[j] = i if c == -2 else bf.lca(c, i)
+                    # (the parent of the new predecessor is often the other one)
+                    if c != i and c != bp:
+                        blca[j] = lca(bpar, bdep, bjmp, c, i)
                     c = elca[j]
-                    elca[j] = e if c == -2 else ef.lca(c, e)
-        bf.finish()
-        ef.finish()
+                    if c != ep_:
+                        elca[j] = lca(epar, edep, ejmp, c, eid)
+            jf = b.ef.succ
+            if jf.et.succ is not None:
+                j = jf.id
+                c = blca[j]
+                if c == -2:
+                    blca[j] = i
+                    elca[j] = fid
+                else:
+                    # (the parent of the new predecessor is often the other one)
+                    if c != i and c != bp:
+                        blca[j] = lca(bpar, bdep, bjmp, c, i)
+                    c = elca[j]
+                    if c != ep_:
+                        elca[j] = lca(epar, edep, ejmp, c, fid)
+        self.dom_tree = (bpar, bdep, bjmp)
+        self.edom_forest = _Forest(n, eorder, epar)
 
-    def dominates(self, a, b) -> bool:
-        """a in b->dom (optimize.c's dominator bit test) for blocks a, b."""
-        return self.dom_forest.is_ancestor(a.id, b.id)
-
-    @staticmethod
-    def compute_local_ud(b):
-        defs = use = killed = 0
-
-        def note_use(atom):
-            nonlocal use
-            if atom == AX_ATOM:
-                if not defs & (1 << X_ATOM):
-                    use |= 1 << X_ATOM
-                if not defs & (1 << A_ATOM):
-                    use |= 1 << A_ATOM
-            elif atom >= 0:
-                if not defs & (1 << atom):
-                    use |= 1 << atom
-
-        for s in b.stmts:
-            if s.code == NOP:
-                continue
-            note_use(atomuse(s.code, s.k))
-            atom = atomdef(s.code, s.k)
-            if atom >= 0:
-                if not use & (1 << atom):
-                    killed |= 1 << atom
-                defs |= 1 << atom
-        if _cls(b.code) == BPF_JMP:
-            note_use(atomuse(b.code, b.k))
-        b.defs = defs
-        b.kill = killed
-        b.in_use = use
-
-    def find_ud(self):
-        maxlevel = self.root.level
-        for i in range(maxlevel, -1, -1):
-            for p in self.level_blocks(i):
-                self.compute_local_ud(p)
-                p.out_use = 0
-        for i in range(1, maxlevel + 1):
-            for p in self.level_blocks(i):
-                p.out_use |= p.jt.in_use | p.jf.in_use
-                p.in_use |= p.out_use & ~p.kill
+    def dominates(self, a: int, b: int) -> bool:
+        """Block a in b->dom (optimize.c's dominator bit test), for block ids.  A block
+        outside the forest (not reached from the root) is dominated by everything, as
+        libpcap's all-ones initial set says."""
+        parent, depth, jump = self.dom_tree
+        db = depth[b]
+        if db < 0:
+            return True
+        da = depth[a]
+        if da < 0 or da > db:
+            return False
+        while db > da:                    # b's ancestor at a's depth
+            j = jump[b]
+            dj = depth[j]
+            if dj >= da:
+                b = j
+                db = dj
+            else:
+                b = parent[b]
+                db -= 1
+        return a == b
 
     def find_inedges(self):
-        for b in self.blocks:
+        blocks = self.desc
+        for b in blocks:
             b.in_edges = None
-        for level in range(self.root.level, 0, -1):
-            for b in self.level_blocks(level):
-                b.et.next = b.jt.in_edges
-                b.jt.in_edges = b.et
-                b.ef.next = b.jf.in_edges
-                b.jf.in_edges = b.ef
+        for b in blocks:
+            et = b.et
+            if et.succ is None:
+                continue
+            s = et.succ
+            et.next = s.in_edges
+            s.in_edges = et
+            ef = b.ef
+            s = ef.succ
+            ef.next = s.in_edges
+            s.in_edges = ef
 
     # -- value numbering --
     def init_val(self):
@@ -466,6 +613,7 @@ class _Optimizer:
     def changed(self):
         self.nbm = True
         self.done = False
+        self.mods += 1
 
     @staticmethod
     def vstore(s, val, idx, newval, alter):
@@ -607,38 +755,63 @@ class _Optimizer:
             self.vstore(s, val, s.k, val[X_ATOM], alter)
 
     def opt_deadstores(self, b):
-        last: list = [None] * N_ATOMS
-
-        def deadstmt(s):
-            atom = atomuse(s.code, s.k)
-            if atom >= 0:
-                if atom == AX_ATOM:
-                    last[X_ATOM] = None
-                    last[A_ATOM] = None
-                else:
-                    last[atom] = None
-            atom = atomdef(s.code, s.k)
-            if atom >= 0:
-                if last[atom] is not None:
+        last: dict = {}                   # atom bit -> the statement that last defined it
+        use_mask = USE_MASK
+        def_bit = DEF_BIT
+        for st in b.stmts:
+            code = st.code
+            if last:
+                u = use_mask[code]
+                if u:
+                    if u < 0:
+                        u = 1 << st.k
+                    if u & A_BIT and u & X_BIT:
+                        last.pop(A_BIT, None)
+                        last.pop(X_BIT, None)
+                    else:
+                        last.pop(u, None)
+            d = def_bit[code]
+            if d:
+                if d < 0:
+                    d = 1 << st.k
+                prev = last.get(d)
+                if prev is not None:
                     self.changed()
-                    last[atom].code = NOP
-                last[atom] = s
-
-        for s in b.stmts:
-            deadstmt(s)
-        deadstmt(b)                       # the branch (b has .code and .k)
-        for atom in range(N_ATOMS):
-            if last[atom] is not None and not b.out_use & (1 << atom):
+                    prev.code = NOP
+                last[d] = st
+        if not last:
+            return
+        u = use_mask[b.code]              # the branch (b has .code and .k)
+        if u:
+            if u & A_BIT and u & X_BIT:
+                last.pop(A_BIT, None)
+                last.pop(X_BIT, None)
+            else:
+                last.pop(u, None)
+        out_use = b.out_use
+        for d, st in last.items():
+            if not out_use & d:
                 # 1.10.3 keeps the block's exit value of the atom as it was (libpcap
                 # master resets it to VAL_UNKNOWN); this decides later eliminations.
-                last[atom].code = NOP
+                st.code = NOP
                 self.changed()
 
     def opt_peep(self, b):
         stmts = b.stmts
         if not stmts:
             return
+        # The statement rules all start at a `st` or an `ld #k`; without one, only
+        # `last` is needed (the last non-NOP statement if there are two, else the first).
+        for st in stmts:
+            code = st.code
+            if code == BPF_ST or code == BPF_LD | BPF_IMM:
+                last = self._peep_stmts(b, stmts)
+                break
+        else:
+            last = None
+        self._peep_branch(b, stmts, last)
 
+    def _peep_stmts(self, b, stmts):
         def this_op(i):
             while i < len(stmts) and stmts[i].code == NOP:
                 i += 1
@@ -685,7 +858,19 @@ class _Optimizer:
                 stmts[ai].code = NOP
                 stmts[ti].code = NOP
                 self.changed()
+        return last
+
+    def _peep_branch(self, b, stmts, last):
         if b.code == BPF_JMP | BPF_JEQ | BPF_K and not b.out_use & (1 << A_ATOM):
+            if last is None:
+                last = stmts[0]
+                seen = 0
+                for st in stmts:
+                    if st.code != NOP:
+                        seen += 1
+                        cand = st
+                if seen >= 2:
+                    last = cand
             if last.code == BPF_ALU | BPF_SUB | BPF_X:
                 val = b.val[X_ATOM]
                 if self.is_const(val):
@@ -706,19 +891,30 @@ class _Optimizer:
                 last.code = NOP
                 self.changed()
                 b.et.succ, b.ef.succ = b.ef.succ, b.et.succ        # opt_not
-        if b.code == BPF_JMP | BPF_K | BPF_JSET:
+        code = b.code
+        if code == BPF_JMP | BPF_K | BPF_JSET:
+            # (libpcap does not count these changes: they do not keep opt_loop going)
             if b.k == 0:
                 b.et.succ = b.ef.succ
+                self.dirty = True
+                self.mods += 1
             if b.k == U32:
                 b.ef.succ = b.et.succ
-        val = b.val[X_ATOM]
-        if self.is_const(val) and _src(b.code) == BPF_X:
-            b.code &= ~BPF_X
-            b.k = self.vconst[val]
-        val = b.val[A_ATOM]
-        if self.is_const(val) and _src(b.code) == BPF_K:
-            v = self.vconst[val]
-            op = _op(b.code)
+                self.dirty = True
+                self.mods += 1
+        vconst = self.vconst
+        bval = b.val
+        if code & BPF_X:
+            val = bval[X_ATOM]
+            if val in vconst:
+                b.code = code = code & ~BPF_X
+                b.k = vconst[val]
+                self.dirty = True
+                self.mods += 1
+        val = bval[A_ATOM]
+        if not code & BPF_X and val in vconst:
+            v = vconst[val]
+            op = _op(code)
             if op == BPF_JEQ:
                 v = int(v == b.k)
             elif op == BPF_JGT:
@@ -729,45 +925,171 @@ class _Optimizer:
                 v &= b.k
             else:
                 raise AssertionError(op)
-            if b.jf is not b.jt:
+            if b.ef.succ is not b.et.succ:
                 self.changed()
             if v:
                 b.ef.succ = b.et.succ
             else:
                 b.et.succ = b.ef.succ
 
+    def _peep_dead(self, b, stmts, peep_all):
+        """opt_peep and opt_deadstores on a block with statements.  Without an `st` or
+        an `ld #k` (peep_all false: only loads the opt_blk loop handles itself, which
+        make neither), opt_peep's statement rules cannot apply, and its branch rules
+        only in the cases tested here."""
+        if peep_all:
+            self.opt_peep(b)
+        else:
+            code = b.code
+            if (code == BPF_JMP | BPF_JEQ | BPF_K and not b.out_use & A_BIT) or \
+                    code == BPF_JMP | BPF_JSET | BPF_K or \
+                    b.val[X_ATOM if code & BPF_X else A_ATOM] in self.vconst:
+                self._peep_branch(b, stmts, None)
+        if len(stmts) == 1:
+            # opt_deadstores on one statement: dead unless the branch or a successor
+            # uses what it defines
+            st = stmts[0]
+            d = DEF_BIT[st.code]
+            if d:
+                if d < 0:
+                    d = 1 << st.k
+                if not (USE_MASK[b.code] & d or b.out_use & d):
+                    st.code = NOP
+                    self.changed()
+        else:
+            self.opt_deadstores(b)
+
     def opt_blk(self, b, do_stmts):
+        if b.et.succ is None and not b.stmts and b.code != BPF_RET | BPF_X:
+            # A leaf without statements: its only results are its values, and nothing
+            # reads them (a leaf is nobody's predecessor, uses nothing on exit, is in
+            # no edge class) - but thousands of edges lead to it, so skip the merge.
+            b.val = [0] * N_ATOMS
+            k = b.k & U32
+            v = self.table.get((BPF_LD | BPF_IMM, k, 0))
+            b.oval = v if v is not None else self.K(k)
+            return
+        mods = self.mods
         p = b.in_edges
         if p is None:
-            b.val = [0] * N_ATOMS
+            val = [0] * N_ATOMS
         else:
-            b.val = list(p.pred.val)
+            val = list(p.pred.val)
             p = p.next
             while p is not None:
                 pv = p.pred.val
-                for i in range(N_ATOMS):
-                    if b.val[i] != pv[i]:
-                        b.val[i] = 0
+                if pv != val:
+                    if pv[:A_ATOM] == val[:A_ATOM]:   # scratch memory agrees: A, X
+                        if pv[A_ATOM] != val[A_ATOM]:
+                            val[A_ATOM] = 0
+                        if pv[X_ATOM] != val[X_ATOM]:
+                            val[X_ATOM] = 0
+                    else:
+                        val = [x if x == y else 0 for x, y in zip(val, pv)]
                 p = p.next
-        aval = b.val[A_ATOM]
-        xval = b.val[X_ATOM]
-        for s in b.stmts:
-            self.opt_stmt(s, b.val, do_stmts)
-        if do_stmts and ((b.out_use == 0 and aval != VAL_UNKNOWN and b.val[A_ATOM] == aval
-                          and xval != VAL_UNKNOWN and b.val[X_ATOM] == xval)
-                         or _cls(b.code) == BPF_RET):
-            if b.stmts:
-                b.stmts = []
-                self.changed()
-        else:
-            self.opt_peep(b)
-            self.opt_deadstores(b)
-        if _src(b.code) == BPF_K:
-            b.oval = self.K(b.k)
-        else:
+        # Same entry values, live uses and successors as when this block last ran
+        # (in a pass that does not rewrite statements) without changing anything: the
+        # same result, and again no change - also in a statement pass if that run saw
+        # nothing a statement pass rewrites (`neutral`).  Value numbers are kept
+        # across passes, so they mean the same.
+        c = b.cache
+        if c is not None and c[0] == val and c[1] == b.out_use and \
+                c[2] is b.et.succ and c[3] is b.ef.succ and (c[6] or not do_stmts):
+            b.val = c[4]
+            b.oval = c[5]
+            b.aval = c[7]
+            return
+        if not do_stmts:
+            inval = val[:]
+        b.val = val
+        aval = val[A_ATOM]
+        xval = val[X_ATOM]
+        stmts = b.stmts
+        table = self.table
+        vconst = self.vconst
+        neutral = True
+        peep_all = False                  # (opt_peep's statement rules can apply)
+        for st in stmts:
+            # the loads of every filter inline (opt_stmt's first cases), the rest there
+            code = st.code
+            if code in LD_ABS_CODES:
+                v = table.get((code, st.k, 0))
+                if v is None:
+                    v = self.F(code, st.k, 0)
+                if val[A_ATOM] == v:      # (a statement pass deletes the load)
+                    if do_stmts:
+                        st.code = NOP
+                    neutral = False
+                val[A_ATOM] = v
+            elif code == LDX_MSH_B:
+                v = table.get((code, st.k, 0))
+                if v is None:
+                    v = self.F(code, st.k, 0)
+                if val[X_ATOM] == v:
+                    if do_stmts:
+                        st.code = NOP
+                    neutral = False
+                val[X_ATOM] = v
+            elif code in LD_IND_CODES and val[X_ATOM] not in vconst:
+                key = (code, st.k, val[X_ATOM])
+                v = table.get(key)
+                if v is None:
+                    v = self.F(*key)
+                if val[A_ATOM] == v:
+                    if do_stmts:
+                        st.code = NOP
+                    neutral = False
+                val[A_ATOM] = v
+            elif code != NOP:
+                self.opt_stmt(st, val, do_stmts)
+                neutral = False
+                peep_all = True
+        code = b.code
+        if ((b.out_use == 0 and aval != VAL_UNKNOWN and val[A_ATOM] == aval
+             and xval != VAL_UNKNOWN and val[X_ATOM] == xval)
+                or (code & 0x07) == BPF_RET):
+            # a statement pass drops the block's statements
+            if do_stmts:
+                if stmts:
+                    b.stmts = []
+                    self.changed()
+            elif stmts:
+                neutral = False
+                self._peep_dead(b, stmts, peep_all)
+                code = b.code
+        elif stmts:                       # (both do nothing without statements)
+            # _peep_dead, inline
+            if peep_all:
+                self.opt_peep(b)
+            elif (code == BPF_JMP | BPF_JEQ | BPF_K and not b.out_use & A_BIT) or \
+                    code == BPF_JMP | BPF_JSET | BPF_K or \
+                    val[X_ATOM if code & BPF_X else A_ATOM] in vconst:
+                self._peep_branch(b, stmts, None)
+            if len(stmts) == 1:
+                st = stmts[0]
+                d = DEF_BIT[st.code]
+                if d:
+                    if d < 0:
+                        d = 1 << st.k
+                    if not (USE_MASK[b.code] & d or b.out_use & d):
+                        st.code = NOP
+                        self.changed()
+            else:
+                self.opt_deadstores(b)
+            code = b.code
+        if code & BPF_X:
             b.oval = b.val[X_ATOM]
-        b.et.code = b.code
-        b.ef.code = -b.code
+        else:
+            k = b.k & U32
+            v = table.get((BPF_LD | BPF_IMM, k, 0))
+            b.oval = v if v is not None else self.K(k)
+        b.aval = av = b.val[A_ATOM]       # (the edge classes read it)
+        if do_stmts:
+            b.cache = b.ud = None         # (not every change there is counted)
+        elif self.mods == mods:
+            b.cache = (inval, b.out_use, b.et.succ, b.ef.succ, b.val, b.oval, neutral, av)
+        else:
+            b.cache = b.ud = None
 
     # -- branch optimizations --
     @staticmethod
@@ -775,127 +1097,454 @@ class _Optimizer:
         use = succ.out_use
         if use == 0:
             return False
-        for atom in range(N_ATOMS):
-            if use & (1 << atom) and b.val[atom] != succ.val[atom]:
+        bv = b.val
+        sv = succ.val
+        while use:
+            low = use & -use
+            atom = low.bit_length() - 1
+            if bv[atom] != sv[atom]:
                 return True
+            use ^= low
         return False
 
-    def opt_j(self, ep):
-        if ep.succ.jt is None:
-            return
-        if ep.succ.jt is ep.succ.jf:
-            if not self.use_conflict(ep.pred, ep.succ.jt):
-                self.changed()
-                ep.succ = ep.succ.jt
-        child = ep.succ
-        if child.jt is None:
-            return
-        # The common case first: no edge of the child's classes dominates ep, so
-        # nothing folds (what the walk below would find, without its bookkeeping).
-        x = self.edom_forest.tin[ep.id]
+    def _edge_classes(self):
+        """opt_j's edge classes, over the edges of the branch blocks reached: true edges
+        by (opcode, A value, operand value), false edges likewise, and true `jeq #k`
+        edges by (opcode, A value) (whose true edge with another operand value also
+        decides the child).  Each branch block gets its three classes as indices
+        (jct, its false class being jct + 1; jc2, -1 for none); a class's query
+        structure is built when a walk first asks
+        it (_class)."""
+        n = self.n_blocks
+        oval_of = [0] * (2 * n)
+        members: list[list] = []          # per class: its edges, in ascending levels
+        pairs: list[bool] = []            # per class: (opcode, A value) class of jeq #k
+        it3: dict = {}
+        i2: dict = {}
+        cts: list[int] = []               # per block of asc: its true class
+        c2s: list[int] = []               # and its (opcode, A value) class, or -1
+        pids: list[int] = []              # its id, its successors' ids (numpy filter)
+        succs: list[int] = []
+        succs_f: list[int] = []
+        jeq_k = BPF_JMP | BPF_JEQ | BPF_K
+        for p in self.asc:
+            code = p.code                 # a branch: levels >= 1 have successors
+            av = p.aval
+            ov = p.oval
+            t = p.id
+            f = n + t
+            k3 = (code, av, ov)
+            ct = it3.get(k3)
+            if ct is None:
+                # the true class, and its false class next to it
+                ct = it3[k3] = len(members)
+                cf = ct + 1
+                members.append([t])
+                members.append([f])
+                pairs.append(False)
+                pairs.append(False)
+            else:
+                cf = ct + 1
+                members[ct].append(t)
+                members[cf].append(f)
+            if code == jeq_k:
+                oval_of[t] = ov               # (read for these edges only)
+                k2 = (code, av)
+                c2 = i2.get(k2)
+                if c2 is None:
+                    c2 = i2[k2] = len(members)
+                    members.append([t])
+                    pairs.append(True)
+                else:
+                    members[c2].append(t)
+            else:
+                c2 = -1
+            p.jct = ct
+            p.jc2 = c2
+            cts.append(ct)
+            c2s.append(c2)
+            pids.append(t)
+            succs.append(p.et.succ.id)
+            succs_f.append(p.ef.succ.id)
+        self.edge_oval = oval_of
+        self.asc_ct = cts
+        self.asc_c2 = c2s
+        self.asc_pid = pids
+        succs.extend(succs_f)
+        self.asc_succ = succs
+        self.class_members = members
+        self.class_pairs = pairs
+        self.edge_classes = [None] * len(members)
+
+    def _class(self, ci):
+        """Build edge class ci's query structure (_stab_build): for the classes with
+        more than SMALL_CLASS members; smaller ones are scanned (_ask)."""
+        members = self.class_members[ci]
+        f = self.edom_forest
+        if self.class_pairs[ci]:
+            oval_of = self.edge_oval
+
+            def min_two(prev, m):
+                # (lowest edge, lowest edge whose operand value differs from the first's)
+                if prev is None:
+                    return (m, None)
+                m1, m2 = prev
+                if m < m1:
+                    return (m, m1) if oval_of[m1] != oval_of[m] else (m, m2)
+                if oval_of[m] != oval_of[m1] and (m2 is None or m < m2):
+                    return (m1, m)
+                return prev
+            st = _stab_build(members, f.tin, f.tout, min_two)
+        else:
+            st = _stab_build_min(members, f.tin, f.tout)
+        self.edge_classes[ci] = st
+        return st
+
+    def _ask(self, ci, x):
+        """Class ci's answer for the edge with edge-dominator preorder number x: the
+        lowest member edge that dominates it (for an (opcode, A value) class, the pair
+        (lowest, lowest whose operand value differs from the lowest's)), or None.
+        Both are functions of the set of dominating members, so a small class is
+        scanned, a larger one looked up in its step function."""
+        members = self.class_members[ci]
+        if len(members) > SMALL_CLASS:
+            st = self.edge_classes[ci] or self._class(ci)
+            j = bisect_right(st[0], x)
+            return st[1][j - 1] if j else None
+        f = self.edom_forest
+        tin = f.tin
+        tout = f.tout
+        if not self.class_pairs[ci]:
+            r = None
+            for m in members:
+                if tin[m] <= x < tout[m] and (r is None or m < r):
+                    r = m
+            return r
+        oval_of = self.edge_oval
+        m1 = m2 = None
+        for m in members:
+            if tin[m] <= x < tout[m]:
+                if m1 is None:
+                    m1 = m
+                elif m < m1:
+                    if oval_of[m1] != oval_of[m]:
+                        m2 = m1
+                    m1 = m
+                elif oval_of[m] != oval_of[m1] and (m2 is None or m < m2):
+                    m2 = m
+        return None if m1 is None else (m1, m2)
+
+    def _dominated_edges(self) -> list:
+        """opt_j's common-case test for all edges at once: per edge id, which of its
+        successor's classes have an edge dominating it (bits 1, 2, 4: the true, false
+        and (opcode, A value) class; 0: none).  The successor is the one before opt_j
+        runs, which is what opt_j sees unless it first skips a block with equal
+        branches.  numpy, for long filters.
+
+        A class's member edges have nested or disjoint preorder intervals in the
+        edge-dominator forest, so the ones not inside another member of the class
+        (the outermost) are disjoint, and an edge is dominated by a member iff the
+        last outermost member starting at or before it (by preorder number) ends
+        after it.  Keys are class * (2n + 1) + preorder number, one sorted array for
+        all classes."""
+        import numpy as np
+        n = self.n_blocks
+        f = self.edom_forest
+        tin = np.array(f.tin, dtype=np.int64)
+        tout = np.array(f.tout, dtype=np.int64)
+        pid = np.array(self.asc_pid, dtype=np.int64)
+        ct = np.array(self.asc_ct, dtype=np.int64)
+        c2 = np.array(self.asc_c2, dtype=np.int64)
+        has2 = c2 >= 0
+        m_cls = np.concatenate((ct, ct + 1, c2[has2]))
+        m_edge = np.concatenate((pid, pid + n, pid[has2]))
+        big = 2 * n + 1
+        start = m_cls * big + tin[m_edge]
+        order = np.argsort(start, kind="stable")
+        start = start[order]
+        end = (m_cls * big + tout[m_edge])[order]
+        outer = np.ones(len(start), dtype=bool)
+        outer[1:] = np.maximum.accumulate(end)[:-1] <= start[1:]
+        ostart = start[outer]
+        oend = end[outer]
+        # the queries: each edge of a block of asc, its successor's classes
+        cls_t = np.full(n, -1, dtype=np.int64)
+        cls_t[pid] = ct
+        cls_2 = np.full(n, -1, dtype=np.int64)
+        cls_2[pid] = c2
+        succ = np.array(self.asc_succ, dtype=np.int64)
+        eid = np.concatenate((pid, pid + n))
+        x = tin[eid]
+
+        def dominated(cls):
+            q = cls * big + x
+            i = np.searchsorted(ostart, q, side="right") - 1
+            return (cls >= 0) & (i >= 0) & (oend[np.maximum(i, 0)] > q)
+        c = cls_t[succ]
+        hit = dominated(c).astype(np.int8)
+        hit |= dominated(np.where(c >= 0, c + 1, -1)).astype(np.int8) << 1
+        hit |= dominated(cls_2[succ]).astype(np.int8) << 2
+        out = np.zeros(2 * n, dtype=np.int8)
+        out[eid] = hit
+        return out.tolist()
+
+    def _opt_j_all(self):
+        """opt_j on both edges of every branch block, levels ascending.
+
+        The common case first: no edge of the child's classes dominates ep, so
+        nothing folds (what a walk would find, without its bookkeeping) - for all
+        edges at once with numpy on long filters.  Then most walks are short: up to
+        FAST_STEPS steps are walked here without the memo's bookkeeping, and only a
+        longer walk is done again by _walk, with it (the memo is a cache: what it
+        records or replays never changes a result).  A step is _walk's."""
+        need = self._dominated_edges() if self.n_blocks >= VECTOR_MIN_BLOCKS else None
+        f = self.edom_forest
+        tin = f.tin
+        tout = f.tout
+        members = self.class_members
         classes = self.edge_classes
-        for ci in child.jclass[:3]:
-            if ci >= 0:
+        build = self._class
+        ask_slow = self._ask
+        oval_of = self.edge_oval
+        use_conflict = self.use_conflict
+        bisect = bisect_right
+        small = SMALL_CLASS
+        fast_steps = FAST_STEPS
+        x = 0
+        answers: dict = {}
+
+        def ask(ci):
+            # class ci's answer for x (_ask), remembered in `answers`
+            r = answers.get(ci, _MISSING)
+            if r is _MISSING:
                 st = classes[ci]
                 if st is None:
-                    st = self._class(ci)
-                if _stab_query(st, x) is not None:
-                    break
-        else:
-            return
-        # libpcap (`goto top`) moves ep.succ one decided branch at a time: at each child
-        # it walks the edges dominating ep in ascending number and takes the first one
-        # fold_edge() accepts whose target has no use_conflict().  fold_edge only
-        # accepts an edge whose branch opcode and A value equal the child's (and whose
-        # block's A value is the child's); it then yields JT(child) for a true edge
-        # with the child's operand value (oval: the value number of k, or of X),
-        # JF(child) for a false edge with that value and, for `jeq #k`, for a true
-        # edge with another value.  Both functions are pure, so the first accepted edge is
-        # the lowest-numbered dominating edge among those classes whose target is
-        # unconflicted; one query per class (_stab_query) finds it.
-        #
-        # Long host lists make these walks cross every later clause (Theta(n^2) steps
-        # in libpcap).  A walk is a function of what it learnt from the class queries
-        # (whether each class has a dominating edge, and the edge numbers only where
-        # a true and a false candidate compete) and of ep->pred's values on the atoms
-        # use_conflict() compared: every block below ep.pred was handled earlier in
-        # this pass (levels ascend) and opt_j changes nothing else.  So a walk is
-        # recorded at its first block with those facts (self.jmemo) and replayed when
-        # a later walk reaches that block and the same facts hold for it.  "Class ci
-        # has no dominating edge" need not be recorded when every member edge of ci
-        # leaves a block below ep.pred's level: an edge dominating ep' leaves a block
-        # above ep'.pred (or is ep' itself), and later walks start at the same or
-        # higher levels, so the fact holds for them all.
-        top = self.class_top
+                    r = answers[ci] = ask_slow(ci, x)
+                else:
+                    j = bisect(st[0], x)
+                    r = answers[ci] = st[1][j - 1] if j else None
+            return r
+
+        for p in self.asc:
+            # The two edges of p have the same parent in the edge-dominator forest, so
+            # a class's answer is the same for both unless p's own edge is in it (p's
+            # own classes): the second walk reuses the first's other answers.
+            fresh = True
+            for ep in (p.et, p.ef):
+                child = ep.succ
+                cjt = child.et.succ
+                if cjt is None:
+                    continue
+                hits = 0
+                if cjt is child.ef.succ and not use_conflict(p, cjt):
+                    # common branch targets are eliminated (no data dependency)
+                    self.nbm = True
+                    self.done = False
+                    ep.succ = child = cjt
+                    if cjt.et.succ is None:
+                        continue
+                elif need is not None:
+                    hits = need[ep.id]
+                    if not hits:
+                        continue
+                if not hits:
+                    xx = tin[ep.id]
+                    ct = child.jct
+                    for ci in (ct, ct + 1 if ct >= 0 else -1, child.jc2):
+                        if ci < 0:
+                            continue
+                        mem = members[ci]
+                        if len(mem) > small:
+                            st = classes[ci] or build(ci)
+                            j = bisect(st[0], xx)
+                            if j and st[1][j - 1] is not None:
+                                break
+                        else:
+                            for m in mem:
+                                if tin[m] <= xx < tout[m]:
+                                    break
+                            else:
+                                continue
+                            break
+                    else:
+                        continue
+                # a walk from child
+                x = tin[ep.id]
+                if fresh:
+                    answers = {}
+                    fresh = False
+                elif answers:
+                    ct = p.jct
+                    answers.pop(ct, None)
+                    answers.pop(ct + 1, None)
+                    answers.pop(p.jc2, None)
+                if hits:
+                    # the child's classes without a dominating edge are known
+                    ct = child.jct
+                    cf = ct + 1
+                    c2 = child.jc2
+                    if not hits & 1:
+                        answers[ct] = None
+                    if not hits & 2:
+                        answers[cf] = None
+                    if c2 >= 0 and not hits & 4:
+                        answers[c2] = None
+                c = child
+                moved = False
+                for _ in range(fast_steps):
+                    ct = c.jct
+                    cf = ct + 1
+                    c2 = c.jc2
+                    ov = c.oval
+                    best = -1
+                    target = None
+                    rt = ask(ct)              # (ct >= 0: c is a branch block)
+                    if rt is not None:
+                        t = c.et.succ
+                        if not (t.out_use and use_conflict(p, t)):
+                            best = rt
+                            target = t
+                    rf = ask(cf)
+                    if c2 >= 0:
+                        r2 = ask(c2)
+                        if r2 is not None:
+                            r2 = r2[0] if oval_of[r2[0]] != ov else r2[1]
+                            if r2 is not None and (rf is None or r2 < rf):
+                                rf = r2
+                    if rf is not None and (best < 0 or rf < best):
+                        t = c.ef.succ
+                        if not (t.out_use and use_conflict(p, t)):
+                            target = t
+                    if target is None:
+                        break
+                    moved = True
+                    c = target
+                    if target.et.succ is None:
+                        break
+                else:
+                    self._walk(ep, child, x, answers)
+                    continue
+                if moved:
+                    self.done = False
+                    ep.succ = c
+
+    def _walk(self, ep, child, x, answers):
+        """The rest of opt_j for edge ep (edge-dominator preorder number x) whose
+        successor `child` has a dominating edge in one of its classes, with the memo
+        (_opt_j_all walks short walks itself, the same steps without it).
+
+        libpcap (`goto top`) moves ep.succ one decided branch at a time: at each child
+        it walks the edges dominating ep in ascending number and takes the first one
+        fold_edge() accepts whose target has no use_conflict().  fold_edge only
+        accepts an edge whose branch opcode and A value equal the child's (and whose
+        block's A value is the child's); it then yields JT(child) for a true edge
+        with the child's operand value (oval: the value number of k, or of X),
+        JF(child) for a false edge with that value and, for `jeq #k`, for a true
+        edge with another value.  Both functions are pure, so the first accepted edge
+        is the lowest-numbered dominating edge among those classes whose target is
+        unconflicted; one query per class (_ask) finds it.
+
+        Long host lists make these walks cross every later clause (Theta(n^2) steps
+        in libpcap).  A walk is a function of what it learnt from the class queries
+        (whether each class has a dominating edge, and the edge numbers only where
+        a true and a false candidate compete) and of ep->pred's values on the atoms
+        use_conflict() compared: every block below ep.pred was handled earlier in
+        this pass (levels ascend) and opt_j changes nothing else.  So a walk is
+        recorded at each block where it computed a step, with the facts from there
+        on (self.jmemo), and replayed when a later walk reaches that block and the
+        same facts hold for it.  "Class ci
+        has no dominating edge" need not be recorded when every member edge of ci
+        leaves a block below ep.pred's level: an edge dominating ep' leaves a block
+        above ep'.pred (or is ep' itself), and later walks start at the same or
+        higher levels, so the fact holds for them all.
+
+        Facts are keys: (0, ci) "class ci has a dominating edge", (1, ci, ov) "the
+        (opcode, A value) class ci has a dominating true edge whose operand value is
+        not ov", (2, ci) and (3, ci, ov) the lowest such edges themselves."""
+        members = self.class_members
+        edges = self.edges
+
+        def top(ci):
+            # the highest level a block of class ci's edges is at (members ascend)
+            return edges[members[ci][-1]].pred.level
         lvl = ep.pred.level
         oval_of = self.edge_oval
         pval = ep.pred.val
-        answers: dict[int, object] = {}
+        ask_ = self._ask
+        classes = self.edge_classes
+        # `answers`: class -> its answer for x (_ask), possibly some already known
 
         def ask(ci):
-            if ci in answers:
-                return answers[ci]
-            st = classes[ci]
-            if st is None:
-                st = self._class(ci)
-            r = answers[ci] = _stab_query(st, x)
+            r = answers.get(ci, _MISSING)
+            if r is _MISSING:
+                st = classes[ci]
+                if st is None:
+                    r = answers[ci] = ask_(ci, x)
+                else:
+                    j = bisect_right(st[0], x)
+                    r = answers[ci] = st[1][j - 1] if j else None
             return r
 
-        def derived(ci, ov):
-            # the lowest true edge of class ci whose operand value is not ov
-            pair = ask(ci)
-            if pair is None:
-                return None
-            return pair[0] if oval_of[pair[0]] != ov else pair[1]
-
-        def fact(key):
-            kind = key[0]
-            if kind == 0:
-                return ask(key[1]) is not None
-            if kind == 1:
-                return derived(key[1], key[2]) is not None
-            if kind == 2:
-                return ask(key[1])
-            return derived(key[1], key[2])
-
         def conflict(t, atoms):
+            # use_conflict(ep->pred, t), noting the atoms compared (t.out_use != 0)
             use = t.out_use
-            if use == 0:
-                return False
             tval = t.val
             bad = False
-            for atom in range(N_ATOMS):
-                if use & (1 << atom):
-                    atoms[atom] = pval[atom]
-                    if pval[atom] != tval[atom]:
-                        bad = True
+            while use:
+                low = use & -use
+                atom = low.bit_length() - 1
+                use ^= low
+                v = pval[atom]
+                atoms[atom] = v
+                if v != tval[atom]:
+                    bad = True
             return bad
 
         memo = self.jmemo
         trail = []               # (block, facts, atoms, target) of each step computed
         tail_reqs: dict = {}
-        tail_atoms: dict = {}
+        tail_atoms = None
         tail_hops = 0
         while True:
-            replayed = False
-            for ent_reqs, ent_atoms, ent_result, ent_hops in memo.get(child.id, ()):
-                for key, want in ent_reqs.items():
-                    if fact(key) != want:
-                        break
-                else:
-                    for atom, v in ent_atoms.items():
-                        if pval[atom] != v:
-                            break
+            entries = memo.get(child.id)
+            if entries is not None:
+                for ent in entries:
+                    for key, want in ent[0].items():
+                        kind = key[0]
+                        if kind == 0:
+                            if (ask(key[1]) is not None) != want:
+                                break
+                        elif kind == 2:
+                            if ask(key[1]) != want:
+                                break
+                        else:
+                            r = ask(key[1])
+                            if r is not None:
+                                r = r[0] if oval_of[r[0]] != key[2] else r[1]
+                            if kind == 1:
+                                if (r is not None) != want:
+                                    break
+                            elif r != want:
+                                break
                     else:
-                        tail_reqs = ent_reqs
-                        tail_atoms = ent_atoms
-                        tail_hops = ent_hops
-                        result = ent_result
-                        replayed = True
-                        break
-            if replayed:
-                break
-            ct, cf, c2, ov = child.jclass
+                        eatoms = ent[1]
+                        if eatoms is not None:
+                            for atom, v in eatoms.items():
+                                if pval[atom] != v:
+                                    break
+                            else:
+                                eatoms = None
+                        if eatoms is None:
+                            tail_reqs, tail_atoms, result, tail_hops = ent
+                            break
+                else:
+                    entries = None
+                if entries is not None:
+                    break                 # replayed
+            ct = child.jct
+            cf = ct + 1 if ct >= 0 else -1
+            c2 = child.jc2
+            ov = child.oval
             reqs: dict = {}
             atoms: dict = {}
             best = -1
@@ -903,229 +1552,216 @@ class _Optimizer:
             rt = rf3 = r2 = None
             if ct >= 0:
                 rt = ask(ct)
-                if rt is not None or top[ct] >= lvl:
-                    reqs[(0, ct)] = rt is not None
-                if rt is not None and not conflict(child.jt, atoms):
-                    best = rt
-                    target = child.jt
+                if rt is not None:
+                    reqs[(0, ct)] = True
+                    t = child.et.succ
+                    if not (t.out_use and conflict(t, atoms)):
+                        best = rt
+                        target = t
+                elif top(ct) >= lvl:
+                    reqs[(0, ct)] = False
             if cf >= 0:
                 rf3 = ask(cf)
-                if rf3 is not None or top[cf] >= lvl:
-                    reqs[(0, cf)] = rf3 is not None
+                if rf3 is not None:
+                    reqs[(0, cf)] = True
+                elif top(cf) >= lvl:
+                    reqs[(0, cf)] = False
             if c2 >= 0:
-                r2 = derived(c2, ov)
-                if r2 is not None or top[c2] >= lvl:
-                    reqs[(1, c2, ov)] = r2 is not None
+                # the lowest true edge of class c2 whose operand value is not ov
+                r2 = ask(c2)
+                if r2 is not None:
+                    r2 = r2[0] if oval_of[r2[0]] != ov else r2[1]
+                if r2 is not None:
+                    reqs[(1, c2, ov)] = True
+                elif top(c2) >= lvl:
+                    reqs[(1, c2, ov)] = False
             rf = rf3 if r2 is None or (rf3 is not None and rf3 < r2) else r2
-            if rf is not None and best >= 0:
-                # a true and a false candidate: which comes first decides
-                reqs[(2, ct)] = rt
-                if cf >= 0:
-                    reqs[(2, cf)] = rf3
-                if c2 >= 0:
-                    reqs[(3, c2, ov)] = r2
-            if rf is not None and (best < 0 or rf < best) and not conflict(child.jf, atoms):
-                target = child.jf
+            if rf is not None:
+                if best >= 0:
+                    # a true and a false candidate: which comes first decides
+                    reqs[(2, ct)] = rt
+                    if cf >= 0:
+                        reqs[(2, cf)] = rf3
+                    if c2 >= 0:
+                        reqs[(3, c2, ov)] = r2
+                if best < 0 or rf < best:
+                    t = child.ef.succ
+                    if not (t.out_use and conflict(t, atoms)):
+                        target = t
             trail.append((child, reqs, atoms, target))
             if target is None:
                 result = child
                 break
             child = target
-            if target.jt is None:
+            if target.et.succ is None:
                 result = target
                 break
-        # Record the walk from every block where a step was computed (its suffix).
-        acc_reqs = dict(tail_reqs)
-        acc_atoms = dict(tail_atoms)
+        # Record the walk from every block where a step was computed (its suffix),
+        # except from the last one when the walk ended there (that entry would save
+        # no more than the one step it records).
         hops = tail_hops
-        for blk, reqs, atoms, target in reversed(trail):
-            if target is not None:
-                hops += 1
-            acc_reqs.update(reqs)
-            acc_atoms.update(atoms)
-            entries = memo.setdefault(blk.id, [])
-            if len(entries) < 8:
-                entries.append((dict(acc_reqs), dict(acc_atoms), result, hops))
+        if trail:
+            acc_reqs = dict(tail_reqs)
+            acc_atoms = dict(tail_atoms) if tail_atoms else None
+            last = None if tail_reqs or tail_hops else trail[-1][0]
+            for blk, reqs, atoms, target in reversed(trail):
+                if target is not None:
+                    hops += 1
+                acc_reqs.update(reqs)
+                if atoms:
+                    if acc_atoms is None:
+                        acc_atoms = dict(atoms)
+                    else:
+                        acc_atoms.update(atoms)
+                if blk is last:
+                    continue
+                entries = memo.get(blk.id)
+                ent = (dict(acc_reqs), dict(acc_atoms) if acc_atoms else None, result, hops)
+                if entries is None:
+                    memo[blk.id] = [ent]
+                elif len(entries) < 8:
+                    entries.append(ent)
         if hops:
             self.done = False
             ep.succ = result
 
-    def _class(self, ci):
-        """Build edge class ci's query structure and class_top[ci] (the highest level
-        of a block one of its edges leaves)."""
-        members, combine = self.class_pending[ci]
-        edges = self.edges
-        self.class_top[ci] = max(edges[m].pred.level for m in members)
-        f = self.edom_forest
-        st = self.edge_classes[ci] = _stab_build(members, f.tin, f.tout, combine)
-        return st
-
-    def _pullup(self, b, first: str, second: str):
-        """or_pullup (first='jt': chains along JF with a common JT) and and_pullup
-        (first='jf': chains along JT with a common JF).  Edge references are
-        (block, 'jt'|'jf') pairs standing for libpcap's `struct block **`."""
+    def _pullup(self, b, is_or: bool):
+        """or_pullup (is_or: chains along JF with a common JT) and and_pullup (chains
+        along JT with a common JF).  Edges stand for libpcap's `struct block **`."""
         ep = b.in_edges
         if ep is None:
             return
-        val = ep.pred.val[A_ATOM]
-        ep = ep.next
-        while ep is not None:
-            if val != ep.pred.val[A_ATOM]:
+        pred0 = ep.pred
+        val = pred0.val[A_ATOM]
+        diff = pred0.et if pred0.et.succ is b else pred0.ef
+        exit_b = b.et.succ if is_or else b.ef.succ
+        # What the two loops below need, without their other checks: along the chain
+        # from *diffp (blocks with b's exit), a block whose A value is not `val` and
+        # then one whose A value is.
+        d = diff.succ
+        other = False
+        while d is not None and (d.et.succ if is_or else d.ef.succ) is exit_b:
+            if d.val[A_ATOM] != val:
+                other = True
+            elif other:
+                break
+            d = d.ef.succ if is_or else d.et.succ
+        else:
+            return
+        e = ep.next
+        while e is not None:
+            if val != e.pred.val[A_ATOM]:
                 return
-            ep = ep.next
-        pred0 = b.in_edges.pred
-        diffp = (pred0, "jt") if pred0.jt is b else (pred0, "jf")
-
-        def get(ref):
-            blk, which = ref
-            return blk.et.succ if which == "jt" else blk.ef.succ
-
-        def put(ref, value):
-            blk, which = ref
-            if which == "jt":
-                blk.et.succ = value
-            else:
-                blk.ef.succ = value
-
-        same_exit = (lambda blk: blk.jt) if first == "jt" else (lambda blk: blk.jf)
+            e = e.next
+        dominates = self.dominates
+        bid = b.id
         at_top = True
         while True:
-            d = get(diffp)
+            d = diff.succ
             if d is None:
                 return
-            if same_exit(d) is not same_exit(b):
+            if (d.et.succ if is_or else d.ef.succ) is not exit_b:
                 return
-            if not self.dominates(b, d):
+            if d is not b and not dominates(bid, d.id):
                 return
             if d.val[A_ATOM] != val:
                 break
-            diffp = (d, second)
+            diff = d.ef if is_or else d.et
             at_top = False
-        samep = (get(diffp), second)
+        d = diff.succ
+        same = d.ef if is_or else d.et
         while True:
-            sblk = get(samep)
+            sblk = same.succ
             if sblk is None:
                 return
-            if same_exit(sblk) is not same_exit(b):
+            if (sblk.et.succ if is_or else sblk.ef.succ) is not exit_b:
                 return
-            if not self.dominates(b, sblk):
+            if not dominates(bid, sblk.id):
                 return
             if sblk.val[A_ATOM] == val:
                 break
-            samep = (sblk, second)
-        pull = get(samep)
-        put(samep, get((pull, second)))
-        put((pull, second), get(diffp))
+            same = sblk.ef if is_or else sblk.et
+        pull = same.succ
+        pull_next = pull.ef if is_or else pull.et
+        same.succ = pull_next.succ
+        pull_next.succ = diff.succ
         if at_top:
             ep = b.in_edges
             while ep is not None:
-                if ep.pred.jt is b:
+                if ep.pred.et.succ is b:
                     ep.pred.et.succ = pull
                 else:
                     ep.pred.ef.succ = pull
                 ep = ep.next
         else:
-            put(diffp, pull)
+            diff.succ = pull
         self.done = False
         # libpcap master recomputes the dominators here (find_dom); 1.10.3 does not,
         # so later pull-ups of the same pass use the dominator sets of the pass start.
 
     def opt_blks(self, do_stmts):
-        self.init_val()
-        maxlevel = self.root.level
-        self.find_inedges()
-        for i in range(maxlevel, -1, -1):
-            for p in self.level_blocks(i):
-                self.opt_blk(p, do_stmts)
+        # (libpcap renumbers values in every pass; numbers are only ever compared for
+        # equality, so keeping one numbering for all passes changes nothing)
+        opt_blk = self.opt_blk
+        if self.unchanged:
+            # the last pass's in-edge lists (those of its start, or made again for its
+            # pull-ups: nothing changed in between) hold
+            for p in self.desc:
+                opt_blk(p, do_stmts)
+        else:
+            # find_inedges, fused: find_levels emptied the lists, and a block's edges
+            # are listed before it runs (as they are before opt_blk changes them),
+            # which is before its successors run (they are lower)
+            for p in self.desc:
+                et = p.et
+                s = et.succ
+                if s is not None:
+                    et.next = s.in_edges
+                    s.in_edges = et
+                    ef = p.ef
+                    s = ef.succ
+                    ef.next = s.in_edges
+                    s.in_edges = ef
+                opt_blk(p, do_stmts)
         if do_stmts:
             return
-        # Edge classes for opt_j, over the edges of the branch blocks reached:
-        # true edges by (opcode, A value, operand value), false edges likewise, and
-        # true edges by (opcode, A value) (for `jeq #k`, whose true edge with another
-        # operand value also decides the child).
-        oval_of = [0] * (2 * self.n_blocks)
-        g3t: dict[tuple, list] = {}
-        g3f: dict[tuple, list] = {}
-        g2t: dict[tuple, list] = {}
-        for i in range(1, maxlevel + 1):
-            for p in self.level_blocks(i):
-                code = p.code               # a branch: levels >= 1 have successors
-                av = p.val[A_ATOM]
-                ov = p.oval
-                t = p.et.id
-                f = p.ef.id
-                oval_of[t] = oval_of[f] = ov
-                k3 = (code, av, ov)
-                lst = g3t.get(k3)
-                if lst is None:
-                    g3t[k3] = [t]
-                else:
-                    lst.append(t)
-                lst = g3f.get(k3)
-                if lst is None:
-                    g3f[k3] = [f]
-                else:
-                    lst.append(f)
-                k2 = (code, av)
-                lst = g2t.get(k2)
-                if lst is None:
-                    g2t[k2] = [t]
-                else:
-                    lst.append(t)
-        self.edge_oval = oval_of
-
-        def min_two(prev, m):
-            # (lowest edge, lowest edge whose operand value differs from the first's)
-            if prev is None:
-                return (m, None)
-            m1, m2 = prev
-            if m < m1:
-                return (m, m1) if oval_of[m1] != oval_of[m] else (m, m2)
-            if oval_of[m] != oval_of[m1] and (m2 is None or m < m2):
-                return (m1, m)
-            return prev
-        # Each branch block's three classes as indices into one list (-1: none);
-        # a class's query structure is built when a walk first asks it (_class).
-        pending: list = []
-        indexes = []
-        for groups, combine in ((g3t, _min_id), (g3f, _min_id), (g2t, min_two)):
-            index = {}
-            for k, members in groups.items():
-                index[k] = len(pending)
-                pending.append((members, combine))
-            indexes.append(index)
-        self.class_pending = pending
-        self.edge_classes = [None] * len(pending)
-        self.class_top = [0] * len(pending)
-        it3, if3, i2 = indexes
-        jeq_k = BPF_JMP | BPF_JEQ | BPF_K
-        for i in range(1, maxlevel + 1):
-            for p in self.level_blocks(i):
-                code = p.code
-                av = p.val[A_ATOM]
-                ov = p.oval
-                k3 = (code, av, ov)
-                p.jclass = (it3[k3], if3[k3], i2[(code, av)] if code == jeq_k else -1, ov)
+        self._edge_classes()
         self.jmemo: dict[int, list] = {}
-        for i in range(1, maxlevel + 1):
-            for p in self.level_blocks(i):
-                self.opt_j(p.et)
-                self.opt_j(p.ef)
-        self.find_inedges()
-        for i in range(1, maxlevel + 1):
-            for p in self.level_blocks(i):
-                self._pullup(p, "jt", "jf")
-                self._pullup(p, "jf", "jt")
+        self._opt_j_all()
+        # Each pull-up's chain starts with the block's other successor sharing its
+        # exit (or_pullup: JT(JF(b)) == JT(b)); without that it returns at once.  The
+        # in-edge lists are made when the first one is tried: nothing changed before.
+        pullup = self._pullup
+        listed = False
+        for p in self.asc:
+            if p.ef.succ.et.succ is p.et.succ:
+                if not listed:
+                    self.find_inedges()
+                    listed = True
+                pullup(p, True)
+            if p.et.succ.ef.succ is p.ef.succ:
+                if not listed:
+                    self.find_inedges()
+                    listed = True
+                pullup(p, False)
+        # (after a pass without changes the in-edge lists of its start still hold)
 
     def opt_loop(self, do_stmts):
         loop_count = 0
         while True:
             self.done = True
             self.nbm = False
-            self.find_levels()
-            self.find_dom()
-            self.find_ud()
+            if not self.unchanged:
+                # (after a pass that changed nothing - the last of opt_loop(0) - the
+                # levels and use sets are those already computed)
+                self.find_levels()            # (and find_ud)
+            if not do_stmts:
+                # Only opt_j and the pull-ups read the dominators, and a statement
+                # pass returns before them (opt_blks).
+                self.find_dom()
+            self.dirty = False            # changes libpcap does not count (opt_peep)
             self.opt_blks(do_stmts)
+            self.unchanged = self.done and not self.dirty
             if self.done:
                 break
             if self.nbm:
@@ -1161,49 +1797,62 @@ class _Optimizer:
         successors are identified, bottom-up over the live graph, each class
         represented by its highest-numbered member (libpcap's link chains all end
         there).  The root is never redirected (nothing points to it)."""
-        post: list[OBlock] = []
-        seen = set()
-        stack = [(self.root, 0)]
-        while stack:
-            b, state = stack.pop()
-            if state == 0:
-                if id(b) in seen:
+        if self.unchanged:
+            # the blocks reached, successors first: the last levels hold (the last pass
+            # changed nothing)
+            post = self.rising
+        else:
+            state = bytearray(self.n_blocks)  # 0 new, 1 on the DFS path, 2 done
+            post = []
+            stack = [self.root]
+            pop = stack.pop
+            push = stack.append
+            while stack:
+                b = pop()
+                i = b.id
+                s = state[i]
+                if s == 0:
+                    if (b.code & 0x07) != BPF_RET:
+                        state[i] = 1
+                        push(b)
+                        push(b.ef.succ)
+                        push(b.et.succ)
+                        continue
+                elif s != 1:
                     continue
-                seen.add(id(b))
-                stack.append((b, 1))
-                if (b.code & 0x07) != BPF_RET:
-                    stack.append((b.ef.succ, 0))
-                    stack.append((b.et.succ, 0))
-            else:
+                state[i] = 2
                 post.append(b)
-        cls: dict[int, int] = {}             # id(block) -> class number
+        cls = [0] * self.n_blocks         # block id -> class number
         keys: dict[tuple, int] = {}
         rep: list[OBlock] = []
-        for b in post:                       # successors before predecessors
-            if (b.code & 0x07) != BPF_RET:
-                succ = (cls[id(b.et.succ)], cls[id(b.ef.succ)])
+        for b in post:                    # successors before predecessors
+            stmts = b.stmts
+            if stmts:
+                skey = tuple([(st.code, st.k) for st in stmts if st.code != NOP])
             else:
-                succ = (None, None)
-            key = (b.code, b.k, succ,
-                   tuple((st.code, st.k) for st in b.stmts if st.code != NOP))
+                skey = ()
+            if (b.code & 0x07) != BPF_RET:
+                key = (b.code, b.k, cls[b.et.succ.id], cls[b.ef.succ.id], skey)
+            else:
+                key = (b.code, b.k, None, None, skey)
             c = keys.get(key)
             if c is None:
                 c = keys[key] = len(rep)
                 rep.append(b)
             elif b.id > rep[c].id:
                 rep[c] = b
-            cls[id(b)] = c
+            cls[b.id] = c
         for b in post:
             if (b.code & 0x07) != BPF_RET:
-                b.et.succ = rep[cls[id(b.et.succ)]]
-                b.ef.succ = rep[cls[id(b.ef.succ)]]
+                b.et.succ = rep[cls[b.et.succ.id]]
+                b.ef.succ = rep[cls[b.ef.succ.id]]
 
     def opt_root(self):
         b = self.root
         s = b.stmts
         b.stmts = []
-        while _cls(b.code) == BPF_JMP and b.jt is b.jf:
-            b = b.jt
+        while _cls(b.code) == BPF_JMP and b.et.succ is b.ef.succ:
+            b = b.et.succ
         tmp = b.stmts
         b.stmts = list(s) + list(tmp)
         if _cls(b.code) == BPF_RET:
@@ -1215,27 +1864,62 @@ class _Optimizer:
         self.opt_loop(True)
         self.intern_blocks()
         self.opt_root()
+        # Give the blocks their successors back as codegen's jt/jf (linearize reads
+        # those), and leave a graph without reference cycles (predecessor links,
+        # in-edge lists, the blocks' edges), so it is freed as soon as it is laid out
+        # instead of by a collector pass over every object the compilation made.
+        for b in self.blocks:
+            b.in_edges = b.cache = None
+            et = b.et
+            ef = b.ef
+            b.jt = et.succ
+            b.jf = ef.succ
+            b.et = b.ef = None
         return self.root
 
 
-def optimize(root) -> OBlock:
+def optimize(root: Block) -> Block:
     """bpf_optimize() on the graph rooted at `root` (codegen Blocks, after finish_parse).
     Returns the new root; raises CompileError for the optimizer's own errors."""
-    mapping: dict[int, OBlock] = {}
-    order = []
+    # number_blks_r's preorder (JT before JF) over the codegen blocks: block ids.
+    # The statements are taken over as they are: the codegen graph is dropped after
+    # this, and the optimizer rewrites statements in place as libpcap's does (a
+    # statement in two blocks would be one slist node in two blocks there too).
+    # The same walk gives find_levels' completion order and levels for the first
+    # pass (it visits JT before JF too).
+    blocks = []
+    post = []
+    leaves = 0
     stack = [root]
+    pop = stack.pop
+    push = stack.append
     while stack:
-        b = stack.pop()
-        if b is None or id(b) in mapping:
-            continue
-        mapping[id(b)] = OBlock(b)
-        order.append(b)
-        stack.append(b.jt)
-        stack.append(b.jf)
-    for b in order:
-        ob = mapping[id(b)]
-        ob.et.succ = mapping[id(b.jt)] if b.jt is not None else None
-        ob.ef.succ = mapping[id(b.jf)] if b.jf is not None else None
-        # the passes rewrite statements in place: give the optimizer its own copies
-        ob.stmts = [Stmt(s.code, s.k) for s in b.stmts]
-    return _Optimizer(mapping[id(root)]).run()
+        b = pop()
+        if b.head is not None:            # new
+            b.head = None                 # (a reference cycle codegen is done with)
+            blocks.append(b)
+            jt = b.jt
+            if jt is not None:
+                b.level = -1              # on the path
+                push(b)                   # popped again after its subtrees
+                push(b.jf)
+                push(jt)
+                continue
+            b.level = 0
+            leaves += 1
+            post.append(b)
+        elif b.level == -1:               # (a block on the path is not reached again)
+            lt = b.jt.level
+            lf = b.jf.level
+            b.level = (lt if lt > lf else lf) + 1
+            post.append(b)
+    # (the other optimizer slots are set by the passes before they are read: use
+    # sets and in-edge lists by find_levels, values by opt_blk, classes by
+    # _edge_classes, for the blocks reached)
+    n = len(blocks)
+    for i, b in enumerate(blocks):
+        b.id = i
+        b.et = Edge(b, i, b.jt)
+        b.ef = Edge(b, n + i, b.jf)
+        b.cache = b.ud = None
+    return _Optimizer(blocks, (post, leaves)).run()
