@@ -40,7 +40,7 @@ def compile_filter(expr: str, linktype: str | int = "EN10MB", snaplen: int = DEF
     reproduced (e.g. it does not recompute dominators after a pull-up and miscompiles
     `port 80 and 443 or 8080 or port 80`), because its verdicts are the contract.  The
     optimizer avoids libpcap's quadratic steps on long filters with the same result
-    (bench/bench_compile.py: 1000 `host A and port P` clauses in ~0.95 s, tcpdump -d
+    (bench/bench_compile.py: 1000 `host A and port P` clauses in ~0.9 s, tcpdump -d
     ~3.7 s; growth is linear; below ~200 clauses libpcap is faster, a constant factor
     of Python).
 

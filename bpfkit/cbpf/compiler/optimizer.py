@@ -15,7 +15,7 @@ libpcap's per-block bit sets are replaced by structures that give the same answe
 without its quadratic cost on long filters (libpcap #1255, tcpdump #1121): use/def sets
 are int bit masks from opcode tables (18 atoms); dominator and edge-dominator sets are
 forests with jump pointers (LCA, ancestor tests) and, for edges, preorder intervals
-(find_dom); opt_j's scan of the dominating edges is a query per edge class (_ask), its
+(find_dom; the block one only when a pull-up asks); opt_j's scan of the dominating edges is a query per edge class (_ask), its
 common case (no class member dominates the edge) one numpy pass over all edges on long
 filters (_dominated_edges), and its branch-by-branch walks are short ones walked
 directly or long ones recorded and replayed (_walk explains why each gives libpcap's
@@ -27,7 +27,7 @@ that changed nothing.  The optimizer works on codegen's Blocks and leaves no ref
 cycles behind (compile_filter pauses the cyclic collector).
 
 1000 `host A and port P` clauses (bench/bench_compile.py): 35002 blocks, four passes
-(35002, 17000, 14003 blocks, then the statement pass), ~0.95 s on the reference machine.
+(35002, 17000, 14003 blocks, then the statement pass), ~0.9 s on the reference machine.
 tests/test_compiler_scale.py and the corpus/fuzz/verdict tests check the programs
 against tcpdump, and the size-dependent choices against each other.
 
@@ -472,35 +472,26 @@ class _Optimizer:
         them.  Leaves (ret blocks) are left out: nothing asks for their dominators
         (a pull-up chain stops at a block without branches, and a leaf's edges lead
         nowhere).  Nothing but the chains' content is used, so the results are
-        libpcap's."""
+        libpcap's.
+
+        The block forest is made when a pull-up first asks for it (often none
+        does), from the successors the blocks had here, at the pass's start (the
+        pull-ups use those dominators in 1.10.3: it does not recompute them)."""
         n = self.n_blocks
-        bpar = [-1] * n                   # block forest: parent, depth, jump pointers
-        bdep = [-1] * n                   # (-1: not in the forest)
-        bjmp = [0] * n                    # (a root jumps to itself)
-        epar = [-1] * (2 * n)             # edge forest
+        epar = [-1] * (2 * n)             # edge forest: parent, depth, jump pointers
         edep = [0] * (2 * n)
-        ejmp = [0] * (2 * n)
+        ejmp = [0] * (2 * n)              # (a root jumps to itself)
         eorder = []                       # the blocks whose edges are in it
-        blca = [-2] * n                   # per block: common ancestor of preds; -2 none yet
-        elca = [-2] * n                   # the same over in-edges
-        rid = self.root.id
-        blca[rid] = elca[rid] = -1
+        sjt = []                          # their successors now
+        sjf = []
+        elca = [-2] * n                   # per block: common ancestor of in-edges; -2 none yet
+        elca[self.root.id] = -1
         lca = _lca
         for b in self.desc:               # levels from the root down
             jt = b.et.succ
             if jt is None:
                 continue                  # a leaf: see below
             i = b.id
-            bp = blca[i]
-            if bp >= 0:
-                bpar[i] = bp
-                bdep[i] = bdep[bp] + 1
-                pj = bjmp[bp]
-                ppj = bjmp[pj]
-                bjmp[i] = ppj if bdep[bp] - bdep[pj] == bdep[pj] - bdep[ppj] else bp
-            else:
-                bdep[i] = 0
-                bjmp[i] = i
             ep_ = elca[i]
             eid = i
             fid = n + i
@@ -515,43 +506,74 @@ class _Optimizer:
                 ejmp[eid] = eid
                 ejmp[fid] = fid
             eorder.append(i)
+            jf = b.ef.succ
+            sjt.append(jt)
+            sjf.append(jf)
             # A leaf's dominators are never asked for (pull-ups stop at leaves; leaf
             # edges lead nowhere) - and leaves are where thousands of paths join, so
             # their common ancestors are skipped.
             if jt.et.succ is not None:
                 j = jt.id
+                c = elca[j]
+                if c == -2:
+                    elca[j] = eid
+                elif c != ep_:            # (often the new edge's parent)
+                    elca[j] = lca(epar, edep, ejmp, c, eid)
+            if jf.et.succ is not None:
+                j = jf.id
+                c = elca[j]
+                if c == -2:
+                    elca[j] = fid
+                elif c != ep_:
+                    elca[j] = lca(epar, edep, ejmp, c, fid)
+        self.dom_tree = None
+        self.dom_start = (eorder, sjt, sjf)
+        self.edom_forest = _Forest(n, eorder, epar)
+
+    def _block_forest(self):
+        """find_dom's block dominator forest (see there), over the graph as it was
+        when find_dom ran."""
+        n = self.n_blocks
+        bpar = [-1] * n                   # parent, depth, jump pointers
+        bdep = [-1] * n                   # (-1: not in the forest)
+        bjmp = [0] * n                    # (a root jumps to itself)
+        blca = [-2] * n                   # per block: common ancestor of preds; -2 none yet
+        blca[self.root.id] = -1
+        lca = _lca
+        eorder, sjt, sjf = self.dom_start
+        for i, jt, jf in zip(eorder, sjt, sjf):
+            bp = blca[i]
+            if bp >= 0:
+                bpar[i] = bp
+                bdep[i] = bdep[bp] + 1
+                pj = bjmp[bp]
+                ppj = bjmp[pj]
+                bjmp[i] = ppj if bdep[bp] - bdep[pj] == bdep[pj] - bdep[ppj] else bp
+            else:
+                bdep[i] = 0
+                bjmp[i] = i
+            if jt.et.succ is not None:    # (leaves stay leaves)
+                j = jt.id
                 c = blca[j]
                 if c == -2:
                     blca[j] = i
-                    elca[j] = eid
-                else:
-                    # (the parent of the new predecessor is often the other one)
-                    if c != i and c != bp:
-                        blca[j] = lca(bpar, bdep, bjmp, c, i)
-                    c = elca[j]
-                    if c != ep_:
-                        elca[j] = lca(epar, edep, ejmp, c, eid)
-            jf = b.ef.succ
+                elif c != i and c != bp:  # (often the new predecessor's parent)
+                    blca[j] = lca(bpar, bdep, bjmp, c, i)
             if jf.et.succ is not None:
                 j = jf.id
                 c = blca[j]
                 if c == -2:
                     blca[j] = i
-                    elca[j] = fid
-                else:
-                    # (the parent of the new predecessor is often the other one)
-                    if c != i and c != bp:
-                        blca[j] = lca(bpar, bdep, bjmp, c, i)
-                    c = elca[j]
-                    if c != ep_:
-                        elca[j] = lca(epar, edep, ejmp, c, fid)
+                elif c != i and c != bp:
+                    blca[j] = lca(bpar, bdep, bjmp, c, i)
         self.dom_tree = (bpar, bdep, bjmp)
-        self.edom_forest = _Forest(n, eorder, epar)
 
     def dominates(self, a: int, b: int) -> bool:
         """Block a in b->dom (optimize.c's dominator bit test), for block ids.  A block
         outside the forest (not reached from the root) is dominated by everything, as
         libpcap's all-ones initial set says."""
+        if self.dom_tree is None:
+            self._block_forest()
         parent, depth, jump = self.dom_tree
         db = depth[b]
         if db < 0:
