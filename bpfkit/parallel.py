@@ -358,6 +358,8 @@ class _Process:
                     reader._raw_problems)
 
     def wait_program(self):
+        """The program to filter with (the parent compiles it; a worker receives it);
+        each subclass says how."""
         raise NotImplementedError
 
     def finish_parts(self, raise_error: bool = True) -> None:

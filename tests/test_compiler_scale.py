@@ -18,6 +18,7 @@ from __future__ import annotations
 import pytest
 
 from bpfkit.cbpf.compiler import compile_filter
+from bpfkit.errors import BpfError
 from test_compiler_corpus import oracle_answers, parse_ddd
 
 
@@ -83,7 +84,7 @@ def test_equivalent_paths(monkeypatch, knob, low, high):
         for dlt, expr in cases:
             try:
                 out.append(compile_filter(expr, dlt, savefile=False).as_tuples())
-            except Exception as e:          # the same error either way
+            except BpfError as e:           # the same error either way
                 out.append(repr(e))
         return out
 

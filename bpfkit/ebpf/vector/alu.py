@@ -43,8 +43,9 @@ def alu(op: int, signed: int, a: np.ndarray, b: np.ndarray, bits: int) -> np.nda
     elif op == isa.BPF_DIV or op == isa.BPF_MOD:
         if signed:
             sa, sb = sext(a, bits), sext(b, bits)
-            ua = np.where(sa < 0, _neg(a if bits == 64 else sa.view(U64)), sa.view(U64))
-            ub = np.where(sb < 0, _neg(b if bits == 64 else sb.view(U64)), sb.view(U64))
+            # magnitudes as u64 (|INT_MIN| = 2**63 fits), the C truncating division
+            ua = np.where(sa < 0, _neg(sa.view(U64)), sa.view(U64))
+            ub = np.where(sb < 0, _neg(sb.view(U64)), sb.view(U64))
             zero = ub == 0
             safe = np.where(zero, U64(1), ub)
             if op == isa.BPF_DIV:

@@ -636,19 +636,12 @@ class VectorProgram:
             np.full(len(g.lanes), bool(t))
 
     # --- lanes leaving mid-block ------------------------------------------------------------
-    def _end_lanes(self, w: _Wave, g: _Group, mask: np.ndarray, k: int, pc: int,
-                   fault: tuple | None, retval: np.ndarray | int = 0) -> _Group:
-        """Lanes in `mask` stop after instruction k of the block (counted)."""
+    def _end_lanes(self, w: _Wave, g: _Group, mask: np.ndarray, k: int) -> _Group:
+        """Lanes in `mask` end normally with r0 = 0 after instruction k of the block (a
+        failed LD_ABS/LD_IND: the verifier's ld_abs epilogue)."""
         lanes = g.lanes[mask]
         w.insns[lanes] += k + 1
-        if isinstance(retval, np.ndarray):
-            w.retval[lanes] = retval
-        else:
-            w.retval[lanes] = U64(retval & _M64)
-        if fault is not None:
-            kind, detail, region = fault
-            for l_ in lanes.tolist():
-                w.faults[l_] = Fault(pc, kind, detail, None, 0, region)
+        w.retval[lanes] = 0
         return g.take(~mask)
 
     # --- one instruction --------------------------------------------------------------------
@@ -1085,7 +1078,7 @@ class VectorProgram:
             v[good] = view[where[good]]
         g.regs[0] = v
         if not ok.all():
-            g = self._end_lanes(w, g, ~ok, k, pc, None, 0)
+            g = self._end_lanes(w, g, ~ok, k)
         return g
 
     # --- helpers --------------------------------------------------------------------------------
