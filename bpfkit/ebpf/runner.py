@@ -18,8 +18,12 @@ the kernel's test run would refuse (shorter than 14 bytes: EINVAL) or that bpfki
 not model (XDP frames over 3520 bytes need multi-buffer XDP) is not run; it is listed
 in `skipped` with the reason, its output bytes are its input bytes and its retval is 0.
 
-Memory: the per-packet results (and the output packets) are kept, so memory grows with
-the capture; the capture itself is read in bounded batches.
+Memory: run_capture and run_batch keep the per-packet results (and the output
+packets), so their memory grows with the capture.  stream_capture hands the results out
+batch by batch (BatchResult) and keeps only the maps: what `bpfkit run --ebpf` uses
+(with bpfkit.ebpf.runreport) to run over captures of any size in bounded memory.  Both
+give the same results: map state, packet indexes and the output's file header carry
+over from batch to batch.
 """
 from __future__ import annotations
 
@@ -39,9 +43,11 @@ from .progtypes import (BPF_PROG_TYPE_XDP, PROG_TYPE_NAMES,
                         XDP_VERDICTS, load, run_socket_filter, run_xdp, verdict_name)
 
 __all__ = ["Runner", "RunResult", "PacketFault", "SkippedPacket", "TraceLine", "PacketOutcome",
-           "run_capture", "run_batch", "iter_outcomes", "LINKTYPE_ETHERNET"]
+           "BatchResult", "CaptureRun", "run_capture", "run_batch", "stream_capture",
+           "iter_outcomes", "LINKTYPE_ETHERNET", "DEFAULT_BATCH_PACKETS"]
 
 LINKTYPE_ETHERNET = 1
+DEFAULT_BATCH_PACKETS = 65536      # packets per batch read from a capture (open_capture's)
 Progress = Callable[[int], None]
 
 
@@ -210,30 +216,48 @@ class RunResult:
 ENGINES = ("vector", "interp")
 
 
-class _Collector:
-    """Runs batches through the chosen engine and keeps the per-packet results.
-    engine "vector": the vector engine (bpfkit.ebpf.vector) when it runs the program,
-    else the reference interpreter, with the reason kept in `engine_note`."""
+@dataclass(eq=False)
+class BatchResult:
+    """The results of one batch of a run (stream_capture): packets `first` ..
+    `first + packets - 1` of the capture, in order.  Arrays and `output` as in RunResult,
+    for this batch only; packet numbers in faults, skipped, trace, meta and redirects
+    are capture-wide."""
+    first: int
+    retval: np.ndarray                     # uint32
+    insns: np.ndarray                      # uint64
+    output: PacketBatch
+    faults: list[PacketFault] = field(default_factory=list)
+    skipped: list[SkippedPacket] = field(default_factory=list)
+    trace: list[TraceLine] = field(default_factory=list)
+    meta: dict[int, bytes] = field(default_factory=dict)
+    redirects: dict[int, tuple] = field(default_factory=dict)
 
-    def __init__(self, runner: Runner, engine: str = "vector"):
+    @property
+    def packets(self) -> int:
+        return len(self.retval)
+
+
+class _Collector:
+    """Runs batches through the chosen engine, one BatchResult per batch; the maps and
+    the packet count carry over.  engine "vector": the vector engine
+    (bpfkit.ebpf.vector) when it runs the program, else the reference interpreter, with
+    the reason kept in `engine_note`.  It also follows what the file header of the
+    whole output must say (output_header).  keep: also keep every BatchResult, for
+    result() (a streamed run does not)."""
+
+    def __init__(self, runner: Runner, engine: str = "vector", *, keep: bool = True):
         if engine not in ENGINES:
             raise BpfError(f"unknown engine {engine!r} (use one of {', '.join(ENGINES)})")
         self.runner = runner
-        self.retval: list[int] = []
-        self.insns: list[int] = []
-        self.out: list[bytes] = []
-        self.ts: list[int] = []
-        self.wirelen: list[int] = []
-        self.faults: list[PacketFault] = []
-        self.skipped: list[SkippedPacket] = []
-        self.trace: list[TraceLine] = []
-        self.meta: dict[int, bytes] = {}
-        self.redirects: dict[int, tuple] = {}
         self.linktype = LINKTYPE_ETHERNET
         self.snaplen = 262144
         self.ts_nanos = False
         self.vprog = None
-        self.out_batches: list[PacketBatch] = []      # the vector path's output
+        self.batches = 0
+        self.parts: list[BatchResult] | None = [] if keep else None
+        self._first_linktype: int | None = None
+        self._out_snaplen = 0        # vector: the largest snaplen of an output batch
+        self._longest = 0            # interpreter: the longest output packet
         self.engine_note = "interp"
         if engine == "vector":
             from .vector import VectorProgram
@@ -245,35 +269,65 @@ class _Collector:
                 self.engine_note = f"interp (the vector engine does not run " \
                                    f"{vp.unsupported_reason})"
 
-    def batch(self, batch: PacketBatch) -> None:
+    def output_header(self) -> tuple[int, int, bool]:
+        """(linktype, snaplen, ts_nanos) of the whole output so far, as RunResult.output
+        has them: the vector path joins its output batches (the first one's link type,
+        the largest snaplen); the interpreter's are those of the last batch, with the
+        snaplen raised to the longest output packet (bpf_xdp_adjust_tail may grow a
+        packet past the capture's snaplen)."""
+        if self.vprog is not None and self.batches:
+            return self._first_linktype, self._out_snaplen, self.ts_nanos
+        return self.linktype, max(self.snaplen, self._longest), self.ts_nanos
+
+    def batch(self, batch: PacketBatch) -> BatchResult:
+        res = self._batch(batch)
+        if self.parts is not None:
+            self.parts.append(res)
+        return res
+
+    def _batch(self, batch: PacketBatch) -> BatchResult:
         _check_linktype(batch.linktype, self.runner.program.prog_type)
         self.linktype, self.snaplen = batch.linktype, batch.snaplen
         self.ts_nanos = self.ts_nanos or batch.ts_nanos
+        if self._first_linktype is None:
+            self._first_linktype = batch.linktype
+        self.batches += 1
         if self.vprog is not None:
-            self._vector_batch(batch)
-            return
-        for i in range(len(batch)):
+            res = self._vector_batch(batch)
+            self._out_snaplen = max(self._out_snaplen, res.output.snaplen)
+            return res
+        first = self.runner.next_index
+        n = len(batch)
+        retval = np.zeros(n, np.uint32)
+        insns = np.zeros(n, np.uint64)
+        out: list[bytes] = []
+        wirelen: list[int] = []
+        res = BatchResult(first, retval, insns, None)
+        for i in range(n):
             ts = int(batch.ts_ns[i])
             o = self.runner.run_packet(batch[i], ts)
-            self._keep(o, ts, int(batch.wirelen[i]) - int(batch.caplen[i]))
+            retval[i] = o.retval
+            insns[i] = o.insns
+            out.append(o.packet)
+            wirelen.append(len(o.packet) + max(int(batch.wirelen[i]) - int(batch.caplen[i]), 0))
+            if o.fault:
+                res.faults.append(o.fault)
+            if o.skipped:
+                res.skipped.append(o.skipped)
+            if o.meta:
+                res.meta[o.index] = o.meta
+            if o.redirect is not None:
+                res.redirects[o.index] = o.redirect
+            res.trace.extend(o.trace)
+        if out:
+            self._longest = max(self._longest, max(len(p) for p in out))
+        res.output = PacketBatch.from_packets(out, ts_ns=np.asarray(batch.ts_ns, np.int64),
+                                              wirelen=wirelen, linktype=batch.linktype,
+                                              snaplen=batch.snaplen,
+                                              ts_nanos=batch.ts_nanos)
+        return res
 
-    def _keep(self, o: PacketOutcome, ts: int, cut: int) -> None:
-        self.retval.append(o.retval)
-        self.insns.append(o.insns)
-        self.out.append(o.packet)
-        self.ts.append(ts)
-        self.wirelen.append(len(o.packet) + max(cut, 0))
-        if o.fault:
-            self.faults.append(o.fault)
-        if o.skipped:
-            self.skipped.append(o.skipped)
-        if o.meta:
-            self.meta[o.index] = o.meta
-        if o.redirect is not None:
-            self.redirects[o.index] = o.redirect
-        self.trace.extend(o.trace)
-
-    def _vector_batch(self, batch: PacketBatch) -> None:
+    def _vector_batch(self, batch: PacketBatch) -> BatchResult:
         from .progtypes import ETH_HLEN, XDP_MAX_LINEAR
         runner = self.runner
         n = len(batch)
@@ -293,15 +347,10 @@ class _Collector:
                "ingress_ifindex": runner._xdp_args["ingress_ifindex"],
                "rx_queue_index": runner._xdp_args["rx_queue_index"]}
         res = self.vprog.run(inp, seed=runner.seed)
-        retval = np.zeros(n, np.uint64)
+        retval = np.zeros(n, np.uint32)
         retval[lanes] = res.retval & np.uint64(0xFFFFFFFF)
-        insns = np.zeros(n, np.int64)
+        insns = np.zeros(n, np.uint64)
         insns[lanes] = res.insns
-        self.retval.extend(retval.tolist())
-        self.insns.extend(insns.tolist())
-        ts = np.asarray(batch.ts_ns, np.int64).tolist()
-        self.ts.extend(ts)
-        cut = (np.asarray(batch.wirelen, np.int64) - caplen).tolist()
         changed = {}
         if xdp:
             changed = {i: res.packets[j] for j, i in enumerate(lanes.tolist())
@@ -309,68 +358,83 @@ class _Collector:
         if not changed:
             # every packet leaves as it came: the output is the input batch (a reader's
             # memory map stays open while batches use it: reader.close)
-            self.out_batches.append(batch)
+            output = batch
         else:
+            ts = np.asarray(batch.ts_ns, np.int64)
+            cut = (np.asarray(batch.wirelen, np.int64) - caplen).tolist()
             out_now = [changed[i] if i in changed else bytes(batch[i]) for i in range(n)]
             wl = [len(out_now[i]) + max(cut[i], 0) for i in range(n)]
             snap = max([batch.snaplen] + [len(p) for p in changed.values()])
-            self.out_batches.append(PacketBatch.from_packets(
-                out_now, ts_ns=ts, wirelen=wl, linktype=batch.linktype, snaplen=snap,
-                ts_nanos=batch.ts_nanos))
+            output = PacketBatch.from_packets(out_now, ts_ns=ts, wirelen=wl,
+                                              linktype=batch.linktype, snaplen=snap,
+                                              ts_nanos=batch.ts_nanos)
+        out = BatchResult(first, retval, insns, output)
         for i in np.flatnonzero(~run).tolist():
-            self._skip(batch, i, first, xdp)
+            out.skipped.append(_skip(batch, i, first, xdp))
         for j, f in sorted(res.faults.items()):
             i = int(lanes[j])
-            self.faults.append(PacketFault(first + i, f.pc, f.kind, f.detail, f.address,
-                                           f.region))
+            out.faults.append(PacketFault(first + i, f.pc, f.kind, f.detail, f.address,
+                                          f.region))
         for j in sorted(res.trace):
             i = int(lanes[j])
-            self.trace.extend(TraceLine(first + i, t) for t in res.trace[j])
+            out.trace.extend(TraceLine(first + i, t) for t in res.trace[j])
         if xdp:
             for j, m in res.meta.items():
-                self.meta[first + int(lanes[j])] = m
+                out.meta[first + int(lanes[j])] = m
             for j, r in res.redirects.items():
-                self.redirects[first + int(lanes[j])] = r
+                out.redirects[first + int(lanes[j])] = r
+        return out
 
-    def _skip(self, batch, i, first, xdp) -> None:
-        from .progtypes import ETH_HLEN, XDP_MAX_LINEAR
-        ln = int(batch.caplen[i])
-        if ln < ETH_HLEN:
-            kind = "XDP" if xdp else "socket-filter"
-            reason = (f"{kind} input of {ln} bytes is shorter than the {ETH_HLEN}-byte "
-                      "Ethernet header (the kernel says EINVAL)")
-        else:
-            reason = (f"unsupported: XDP multi-buffer packets ({ln} bytes > "
-                      f"{XDP_MAX_LINEAR} linear bytes)")
-        self.skipped.append(SkippedPacket(first + i, reason))
-
-    def result(self, problems) -> RunResult:
-        n = len(self.retval)
-        if self.out_batches:
-            ob = self.out_batches
-            if len(ob) == 1:
-                output = ob[0]
-            elif all(b.buf is ob[0].buf for b in ob):
+    def result(self, problems, parts: list[BatchResult] | None = None) -> RunResult:
+        """The RunResult of a run whose batches gave `parts` (in order; default: the
+        ones kept)."""
+        if parts is None:
+            parts = self.parts
+        linktype, snaplen, nanos = self.output_header()
+        outs = [p.output for p in parts]
+        if not outs:
+            output = PacketBatch.empty(linktype, snaplen, nanos)
+        elif self.vprog is not None:
+            if len(outs) == 1:
+                output = outs[0]
+            elif all(b.buf is outs[0].buf for b in outs):
                 # batches of one memory-mapped file: one batch over it, nothing copied
                 output = dataclasses.replace(
-                    ob[0], offset=np.concatenate([b.offset for b in ob]),
-                    caplen=np.concatenate([b.caplen for b in ob]),
-                    wirelen=np.concatenate([b.wirelen for b in ob]),
-                    ts_ns=np.concatenate([b.ts_ns for b in ob]),
-                    snaplen=max(b.snaplen for b in ob),
-                    ts_nanos=any(b.ts_nanos for b in ob))
+                    outs[0], offset=np.concatenate([b.offset for b in outs]),
+                    caplen=np.concatenate([b.caplen for b in outs]),
+                    wirelen=np.concatenate([b.wirelen for b in outs]),
+                    ts_ns=np.concatenate([b.ts_ns for b in outs]),
+                    snaplen=snaplen, ts_nanos=nanos)
             else:
-                output = PacketBatch.concat(ob)
+                output = PacketBatch.concat(outs)
         else:
-            # bpf_xdp_adjust_tail may grow a packet past the capture's snaplen
-            snaplen = max([self.snaplen] + [len(p) for p in self.out])
-            output = PacketBatch.from_packets(self.out, ts_ns=self.ts, wirelen=self.wirelen,
-                                              linktype=self.linktype, snaplen=snaplen,
-                                              ts_nanos=self.ts_nanos)
-        return RunResult(self.runner.program, n, np.array(self.retval, dtype=np.uint32),
-                         np.array(self.insns, dtype=np.uint64), output, self.runner.maps,
-                         self.faults, self.skipped, self.trace, self.meta, self.redirects,
+            output = outs[0] if len(outs) == 1 else PacketBatch.concat(
+                [dataclasses.replace(b, linktype=linktype) for b in outs])
+            output = dataclasses.replace(output, linktype=linktype, snaplen=snaplen,
+                                         ts_nanos=nanos)
+        faults = [f for p in parts for f in p.faults]
+        skipped = [s for p in parts for s in p.skipped]
+        trace = [t for p in parts for t in p.trace]
+        meta = {i: m for p in parts for i, m in p.meta.items()}
+        redirects = {i: r for p in parts for i, r in p.redirects.items()}
+        retval = np.concatenate([p.retval for p in parts]) if parts else np.zeros(0, np.uint32)
+        insns = np.concatenate([p.insns for p in parts]) if parts else np.zeros(0, np.uint64)
+        return RunResult(self.runner.program, len(retval), retval, insns, output,
+                         self.runner.maps, faults, skipped, trace, meta, redirects,
                          list(problems), self.engine_note)
+
+
+def _skip(batch, i, first, xdp) -> SkippedPacket:
+    from .progtypes import ETH_HLEN, XDP_MAX_LINEAR
+    ln = int(batch.caplen[i])
+    if ln < ETH_HLEN:
+        kind = "XDP" if xdp else "socket-filter"
+        reason = (f"{kind} input of {ln} bytes is shorter than the {ETH_HLEN}-byte "
+                  "Ethernet header (the kernel says EINVAL)")
+    else:
+        reason = (f"unsupported: XDP multi-buffer packets ({ln} bytes > "
+                  f"{XDP_MAX_LINEAR} linear bytes)")
+    return SkippedPacket(first + i, reason)
 
 
 def _check_linktype(linktype: int, prog_type: int) -> None:
@@ -394,35 +458,117 @@ def run_batch(program: Program, batch: PacketBatch, *, maps: Mapping[str, BpfMap
     return col.result(())
 
 
+class CaptureRun:
+    """A run over a capture, batch by batch: iterate it (once) for one BatchResult per
+    batch read.  Nothing of a batch is kept after it is handed out, except what the
+    maps hold, so memory does not grow with the capture.  Made by stream_capture; use
+    it as a context manager (closes the capture).
+
+    Attributes: ``program``, ``maps`` (their state after the batches handed out so far),
+    ``engine`` (RunResult.engine), ``packets`` (packets run so far), ``problems``
+    (capture problems met so far: complete after the last batch), and
+    ``output_header()``: (linktype, snaplen, ts_nanos) that RunResult.output of the
+    whole run has (final after the last batch)."""
+
+    def __init__(self, program: Program, capture, *, count: Optional[int] = None,
+                 maps: Mapping[str, BpfMap] | None = None, seed: int = 0,
+                 budget: int = 1_000_000, num_cpus: int = 1, strict: bool = False,
+                 progress: Optional[Progress] = None, engine: str = "vector",
+                 batch_packets: int = DEFAULT_BATCH_PACKETS):
+        self.program = program
+        self._col = _Collector(Runner(program, maps=maps, seed=seed, budget=budget,
+                                      num_cpus=num_cpus), engine, keep=False)
+        self._reader = open_capture(capture, strict=strict, batch_packets=batch_packets)
+        self._count = count
+        self._progress = progress
+        self.packets = 0
+        self._started = False
+
+    @property
+    def maps(self) -> dict[str, BpfMap]:
+        return self._col.runner.maps
+
+    @property
+    def engine(self) -> str:
+        return self._col.engine_note
+
+    @property
+    def problems(self) -> list:
+        return list(self._reader.problems)
+
+    def output_header(self) -> tuple[int, int, bool]:
+        return self._col.output_header()
+
+    def __iter__(self) -> Iterator[BatchResult]:
+        if self._started:
+            raise BpfError("a CaptureRun is iterated once")
+        self._started = True
+        count = self._count
+        for batch in self._reader:
+            if count is not None and self.packets + len(batch) > count:
+                batch = batch[: count - self.packets]
+            res = self._col.batch(batch)
+            self.packets += len(batch)
+            if self._progress:
+                self._progress(self.packets)
+            yield res
+            if count is not None and self.packets >= count:
+                break
+        if self.packets == 0:
+            _check_linktype(self._reader.linktype, self.program.prog_type)
+
+    def result(self, parts: list[BatchResult]) -> RunResult:
+        """The RunResult of the whole run, from every BatchResult it gave."""
+        return self._col.result(self.problems, parts)
+
+    def close(self) -> None:
+        self._reader.close()
+
+    def __enter__(self) -> "CaptureRun":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def stream_capture(program: Program, capture, *, count: Optional[int] = None,
+                   maps: Mapping[str, BpfMap] | None = None, seed: int = 0,
+                   budget: int = 1_000_000, num_cpus: int = 1, strict: bool = False,
+                   progress: Optional[Progress] = None, engine: str = "vector",
+                   batch_packets: int = DEFAULT_BATCH_PACKETS) -> CaptureRun:
+    """run_capture, streamed: a CaptureRun that gives one BatchResult per batch of at
+    most `batch_packets` packets, in bounded memory.  The results do not depend on
+    `batch_packets` (the maps and packet numbers carry over).
+
+        with stream_capture(prog, "big.pcap") as run:
+            for part in run:
+                ...                      # part.retval, part.output, part.faults ...
+            maps = run.maps
+    """
+    return CaptureRun(program, capture, count=count, maps=maps, seed=seed, budget=budget,
+                      num_cpus=num_cpus, strict=strict, progress=progress, engine=engine,
+                      batch_packets=batch_packets)
+
+
 def run_capture(program: Program, capture, *, count: Optional[int] = None,
                 maps: Mapping[str, BpfMap] | None = None, seed: int = 0,
                 budget: int = 1_000_000, num_cpus: int = 1, strict: bool = False,
-                progress: Optional[Progress] = None, engine: str = "vector") -> RunResult:
+                progress: Optional[Progress] = None, engine: str = "vector",
+                batch_packets: int = DEFAULT_BATCH_PACKETS) -> RunResult:
     """Run `program` over the first `count` packets (all when None) of `capture` (a
-    path, '-' for stdin, or bytes), sequentially in capture order.
+    path, '-' for stdin, or bytes), sequentially in capture order, and keep every
+    packet's result (stream_capture does the same in bounded memory).
 
     maps: BpfMaps by name to use instead of fresh ones (pre-filled maps); seed: the
     bpf_get_prandom_u32 generator's seed; budget: instructions per packet;
     num_cpus: CPUs the per-CPU maps hold values for (the run itself is on cpu 0);
     engine: "vector" (default; falls back to the interpreter for programs it does not
-    run, see RunResult.engine) or "interp"."""
-    col = _Collector(Runner(program, maps=maps, seed=seed, budget=budget, num_cpus=num_cpus),
-                     engine)
-    n = 0
-    with open_capture(capture, strict=strict) as reader:
-        for batch in reader:
-            if count is not None and n + len(batch) > count:
-                batch = batch[: count - n]
-            col.batch(batch)
-            n += len(batch)
-            if progress:
-                progress(n)
-            if count is not None and n >= count:
-                break
-        if n == 0:
-            _check_linktype(reader.linktype, program.prog_type)
-        problems = list(reader.problems)
-    return col.result(problems)
+    run, see RunResult.engine) or "interp"; batch_packets: packets read at a time."""
+    with stream_capture(program, capture, count=count, maps=maps, seed=seed, budget=budget,
+                        num_cpus=num_cpus, strict=strict, progress=progress, engine=engine,
+                        batch_packets=batch_packets) as run:
+        parts = list(run)
+        return run.result(parts)
 
 
 def iter_outcomes(runner: Runner, batch: PacketBatch) -> Iterator[PacketOutcome]:
