@@ -10,14 +10,14 @@ from .common import eprint
 def add_read_options(p, *, count_help: str) -> None:
     p.add_argument("-r", dest="capture", metavar="FILE", required=True,
                    help="capture to read (pcap or pcapng; '-' for stdin)")
-    p.add_argument("-c", dest="count", metavar="COUNT", type=_positive_int,
+    p.add_argument("-c", dest="count", metavar="COUNT", type=positive_int,
                    help=count_help)
     p.add_argument("--strict", action="store_true",
                    help="treat a damaged capture (truncated record, garbage) as an error "
                         "instead of a warning after the good records")
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
     import argparse
     try:
         v = int(text, 0)

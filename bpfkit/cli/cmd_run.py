@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from ..cbpf.encodings import read_program
 from ..errors import UsageError
 from ..filtering import run_program
-from .capture_args import Progress, add_read_options, report_problems
+from .capture_args import Progress, add_read_options, positive_int, report_problems
 from .cmd_asm import EBPF_SYNTAXES, add_map_option, map_specs, read_ebpf_program, read_input
 from .elf_args import add_elf_options, is_elf, load_object, parse_sets, refuse_non_elf_options
 from .common import print_json
@@ -43,6 +44,10 @@ eBPF (--ebpf --type xdp|socket):
   {name: [{"key": hex, "value": hex}]} (per-CPU maps: "value" is a list, one hex
   string per CPU).  -w FILE writes every packet as the program left it (XDP
   rewrites, adjust_head/tail) with its original timestamp.
+  The capture is streamed: read and run --batch N packets at a time (default 65536),
+  the maps carrying over from batch to batch, outputs written as they come and the
+  per-packet lists kept in temporary files, so memory does not grow with the capture
+  (-w - and --json are written out at the end).
 
   An ELF object (clang -O2 -g -target bpf -c prog.c -o prog.o) brings its own maps
   and global data: pick the program with --section/--name, the type comes from the
@@ -93,13 +98,18 @@ def register(sub) -> None:
                         "once (eBPF programs it cannot run go to the interpreter, and the "
                         "output says so); interp: the reference interpreter, one packet "
                         "at a time")
+    e.add_argument("--batch", type=positive_int, metavar="N",
+                   help="read and run the capture N packets at a time (default 65536); "
+                        "memory is bounded by the batch, not by the capture, and the "
+                        "results do not depend on N")
     p.set_defaults(func=run)
 
 
 _EBPF_ONLY = (("prog_type", "--type"), ("maps", "--map"), ("dump_maps", "--dump-maps"),
               ("outfile", "-w"), ("trace", "--trace"), ("informat", "--format"),
               ("syntax", "--syntax"), ("byteorder", "--byteorder"), ("seed", "--seed"),
-              ("section", "--section"), ("elf_func", "--name"), ("sets", "--set"))
+              ("section", "--section"), ("elf_func", "--name"), ("sets", "--set"),
+              ("batch", "--batch"))
 
 
 def run(args) -> int:
@@ -125,8 +135,8 @@ def run(args) -> int:
 
 
 def run_ebpf(args) -> int:
-    from ..ebpf.runner import run_capture
-    from ..pcap import write_capture
+    from ..ebpf.runner import DEFAULT_BATCH_PACKETS, stream_capture
+    from ..ebpf.runreport import OutputCapture, RunReport
     data = read_input(args.prog)
     maps = None
     if is_elf(data):
@@ -146,32 +156,30 @@ def run_ebpf(args) -> int:
                                  prog_type=args.prog_type,
                                  maps=map_specs(args.maps, full=True), data=data)
     progress = Progress("run")
-    res = run_capture(prog, args.capture, count=args.count, maps=maps, seed=args.seed or 0,
-                      strict=args.strict, progress=progress, engine=args.engine)
-    progress.done()
-    report_problems("run", res.problems)
-    if args.outfile:
-        write_capture(args.outfile, res.output)
-    if args.json:
-        print_json(res.to_json(dump_maps=args.dump_maps))
-        return 0
-    lines = [f"packets: {res.packets}"]
-    lines += [f"{name}: {n}" for name, n in res.verdict_counts().items()]
-    lines.append(f"faults: {len(res.faults)}")
-    lines += [f"  packet {f.packet}: pc {f.pc}: {f.kind}: {f.detail}" for f in res.faults]
-    lines.append(f"skipped: {len(res.skipped)}")
-    lines += [f"  packet {s.packet}: {s.reason}" for s in res.skipped]
-    if args.trace:
-        # a message usually ends in its own newline (as trace_pipe shows it)
-        lines += [f"trace: packet {t.packet}: "
-                  f"{t.text.decode('utf-8', 'replace').removesuffix(chr(10))}"
-                  for t in res.trace]
-    if args.dump_maps:
-        for name, entries in res.dump_maps().items():
-            lines.append(f"map {name}: {len(entries)} entries")
-            for d in entries:
-                v = d["value"] if isinstance(d["value"], str) else " ".join(d["value"])
-                lines.append(f"  key {d['key']} value {v}")
-    lines.append(f"engine: {res.engine}")
-    print("\n".join(lines))
+    with stream_capture(prog, args.capture, count=args.count, maps=maps, seed=args.seed or 0,
+                        strict=args.strict, progress=progress, engine=args.engine,
+                        batch_packets=args.batch or DEFAULT_BATCH_PACKETS) as run, \
+            RunReport(prog, json=args.json, trace=args.trace) as report:
+        out = OutputCapture(args.outfile) if args.outfile else None
+        done = False
+        try:
+            for part in run:
+                report.add(part)
+                if out is not None:
+                    out.write(part, run.output_header())
+            progress.done()
+            report_problems("run", run.problems)
+            if out is not None:
+                out.finish(run.output_header())
+            done = True
+        finally:
+            if out is not None and not done:
+                out.abort()
+        maps_dump = {name: m.dump() for name, m in run.maps.items()} \
+            if args.dump_maps else None
+        if args.json:
+            report.write_json(sys.stdout, maps=maps_dump, problems=run.problems,
+                              engine=run.engine)
+        else:
+            report.write_summary(sys.stdout, maps=maps_dump, engine=run.engine)
     return 0

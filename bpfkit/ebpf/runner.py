@@ -249,15 +249,12 @@ class _Collector:
         if engine not in ENGINES:
             raise BpfError(f"unknown engine {engine!r} (use one of {', '.join(ENGINES)})")
         self.runner = runner
-        self.linktype = LINKTYPE_ETHERNET
-        self.snaplen = 262144
         self.ts_nanos = False
         self.vprog = None
         self.batches = 0
         self.parts: list[BatchResult] | None = [] if keep else None
         self._first_linktype: int | None = None
-        self._out_snaplen = 0        # vector: the largest snaplen of an output batch
-        self._longest = 0            # interpreter: the longest output packet
+        self._out_snaplen = 0        # the largest snaplen of a batch, or output packet
         self.engine_note = "interp"
         if engine == "vector":
             from .vector import VectorProgram
@@ -271,13 +268,13 @@ class _Collector:
 
     def output_header(self) -> tuple[int, int, bool]:
         """(linktype, snaplen, ts_nanos) of the whole output so far, as RunResult.output
-        has them: the vector path joins its output batches (the first one's link type,
-        the largest snaplen); the interpreter's are those of the last batch, with the
-        snaplen raised to the longest output packet (bpf_xdp_adjust_tail may grow a
-        packet past the capture's snaplen)."""
-        if self.vprog is not None and self.batches:
-            return self._first_linktype, self._out_snaplen, self.ts_nanos
-        return self.linktype, max(self.snaplen, self._longest), self.ts_nanos
+        has them: the first batch's link type, the largest snaplen of a batch or length
+        of an output packet (bpf_xdp_adjust_tail may grow a packet past the capture's
+        snaplen), nanoseconds if any batch has them.  None of it depends on how the
+        capture is cut into batches."""
+        if not self.batches:
+            return LINKTYPE_ETHERNET, 262144, False
+        return self._first_linktype, self._out_snaplen, self.ts_nanos
 
     def batch(self, batch: PacketBatch) -> BatchResult:
         res = self._batch(batch)
@@ -287,7 +284,6 @@ class _Collector:
 
     def _batch(self, batch: PacketBatch) -> BatchResult:
         _check_linktype(batch.linktype, self.runner.program.prog_type)
-        self.linktype, self.snaplen = batch.linktype, batch.snaplen
         self.ts_nanos = self.ts_nanos or batch.ts_nanos
         if self._first_linktype is None:
             self._first_linktype = batch.linktype
@@ -319,8 +315,7 @@ class _Collector:
             if o.redirect is not None:
                 res.redirects[o.index] = o.redirect
             res.trace.extend(o.trace)
-        if out:
-            self._longest = max(self._longest, max(len(p) for p in out))
+        self._out_snaplen = max([self._out_snaplen, batch.snaplen] + [len(p) for p in out])
         res.output = PacketBatch.from_packets(out, ts_ns=np.asarray(batch.ts_ns, np.int64),
                                               wirelen=wirelen, linktype=batch.linktype,
                                               snaplen=batch.snaplen,
