@@ -344,3 +344,21 @@ def test_cli_json(tmp_path, capsys):
 def test_cli_unreadable(tmp_path, capsys):
     assert main(["validate", str(tmp_path / "missing")]) == 2
     assert "cannot read program" in capsys.readouterr().err
+
+
+def test_backward_ja_target_is_printed_signed():
+    """`ja -5` at pc 1 targets 1 + 1 - 5 = -3: the message says -3, not the u32 sum
+    4294967293 (the listing prints it so too: `ja -3`)."""
+    prog = [(0x00, 0, 0, 1), (0x05, 0, 0, (-5) & U32), RET0, (0x06, 0, 0, 1)]
+    for rules, text in (("kernel", "1: (ja -3) ja target -3 is not after the jump "
+                                   "(jumps go forward only)"),
+                        ("libpcap", "1: (ja -3) ja target -3 is outside the program (0..3)")):
+        with pytest.raises(ValidationError) as e:
+            validate(prog, rules)
+        assert str(e.value).startswith(text), rules
+    # ja -1 jumps to itself: not after the jump either; a forward one past the end is
+    # still "past the last instruction"
+    with pytest.raises(ValidationError, match=r"ja target 0 is not after the jump"):
+        validate([(0x05, 0, 0, U32), RET0], "kernel")
+    with pytest.raises(ValidationError, match=r"ja target 7 is past the last instruction 3"):
+        validate([(0x00, 0, 0, 1), (0x05, 0, 0, 5), RET0, (0x06, 0, 0, 1)], "kernel")

@@ -136,8 +136,12 @@ def _kernel_insn_error(insns: Sequence[Insn], pc: int) -> ValidationError | None
     if code == BPF_JMP | BPF_JA:
         # ftest->k >= (unsigned)(flen - pc - 1): unsigned, so no backward jumps
         if k >= flen - pc - 1:
-            return _err("kernel", "jump_range", f"ja target {pc + 1 + k} is past the last "
-                        f"instruction {flen - 1} (jumps go forward only)", insns, pc)
+            # k is printed as the signed offset it was meant as (k = -5: target pc - 4)
+            target = pc + 1 + _s32(k)
+            where = f"past the last instruction {flen - 1}" if target >= flen else \
+                "not after the jump"
+            return _err("kernel", "jump_range", f"ja target {target} is {where} "
+                        f"(jumps go forward only)", insns, pc)
     elif BPF_CLASS(code) == BPF_JMP:
         if pc + ins.jt + 1 >= flen or pc + ins.jf + 1 >= flen:
             return _err("kernel", "jump_range", f"jump target jt {pc + ins.jt + 1} / "

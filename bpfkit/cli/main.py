@@ -102,10 +102,23 @@ def _main(argv: list[str]) -> int:
             eprint(f"bpfkit {args.command}: error: {lines[0]}")
             return EXIT_USAGE
         except BrokenPipeError:
+            # whoever read our output stopped reading (`| head`): end quietly with 0, as
+            # tcpdump does (its SIGPIPE handler exits 0); what is still buffered for
+            # stdout goes nowhere instead of failing again at exit
+            _silence_stdout()
             return 0
         except KeyboardInterrupt:
             eprint("bpfkit: interrupted")
             return 130
+
+
+def _silence_stdout() -> None:
+    try:
+        fd = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(fd, sys.stdout.fileno())
+        os.close(fd)
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ import numpy as np
 from ..errors import CaptureError
 from ..pcap import CaptureWriter, PacketBatch
 from ..pcap import pcapfile
+from ..pcap.writer import write_error
 from .progtypes import BPF_PROG_TYPE_XDP, PROG_TYPE_NAMES, XDP_VERDICTS, verdict_name
 from .runner import BatchResult
 
@@ -313,7 +314,7 @@ class OutputCapture:
             if self._fix_us:
                 self._fix_time_stamps()
         except OSError as e:
-            raise CaptureError(f"cannot write: {e.strerror}", path=self.path) from None
+            raise write_error(e.errno, self.path) from None
 
     def _fix_time_stamps(self) -> None:
         """Rewrite the fraction field of the first _fix_us records in ns."""
@@ -348,9 +349,7 @@ class OutputCapture:
                     with open(self.path, "wb") as dst:
                         shutil.copyfileobj(src, dst, 1 << 20)
         except OSError as e:
-            if isinstance(e, BrokenPipeError):
-                raise
-            raise CaptureError(f"cannot write: {e.strerror}", path=self.path) from None
+            raise write_error(e.errno, self.path) from None
 
     def abort(self) -> None:
         """The run failed: close, and remove the output file if this made it (a file

@@ -62,6 +62,16 @@ def _load_sync_file_range():
 _sync_file_range = _load_sync_file_range()
 
 
+def write_error(err: Optional[int], path: str) -> Exception:
+    """The exception for a write that failed with errno `err`: BrokenPipeError when the
+    reader of a pipe went away (the command line then ends quietly, as tcpdump does),
+    else CaptureError naming the file and the reason."""
+    if err == errno.EPIPE:
+        return BrokenPipeError(err, os.strerror(err))
+    return CaptureError(f"cannot write: {os.strerror(err) if err else 'unknown error'}",
+                        path=path)
+
+
 class CaptureWriter:
     """Write PacketBatches to a capture file ('-' = standard output, or a binary file
     object).  Context manager; `close()` flushes (and closes a file it opened)."""
@@ -166,7 +176,7 @@ class CaptureWriter:
         try:
             os.ftruncate(self._f.fileno(), 0)
         except OSError as e:
-            raise CaptureError(f"cannot write: {e.strerror}", path=self.path) from None
+            raise write_error(e.errno, self.path) from None
         # ext4, xfs and btrfs write a file truncated to 0 back when it is closed (ext4
         # auto_da_alloc), which makes close() take a while; starting that writeback
         # batch by batch moves it to the writer thread.  Only for such files: others
@@ -182,7 +192,7 @@ class CaptureWriter:
         try:
             self._f.write(data)
         except OSError as e:
-            raise CaptureError(f"cannot write: {e.strerror}", path=self.path) from None
+            raise write_error(e.errno, self.path) from None
 
     def _direct_fd(self) -> Optional[int]:
         """The descriptor packets may be written to directly (after flushing self._f):
@@ -350,7 +360,7 @@ class CaptureWriter:
         try:
             self._f.flush()         # what went through the file object (the file header)
         except OSError as e:
-            raise CaptureError(f"cannot write: {e.strerror}", path=self.path) from None
+            raise write_error(e.errno, self.path) from None
 
     def _emit_iovecs(self, arrays, src, lo, hi) -> None:
         """Write the pieces with libc writev from an iovec array numpy builds: no Python
@@ -370,7 +380,7 @@ class CaptureWriter:
                     err = ctypes.get_errno()
                     if err == errno.EINTR:
                         continue
-                    raise CaptureError(f"cannot write: {os.strerror(err)}", path=self.path)
+                    raise write_error(err, self.path)
                 if done >= want:
                     break
                 if done == 0:
@@ -391,7 +401,7 @@ class CaptureWriter:
             try:
                 done = os.writev(self._fd, parts)
             except OSError as e:
-                raise CaptureError(f"cannot write: {e.strerror}", path=self.path) from None
+                raise write_error(e.errno, self.path) from None
             if done >= want:
                 return
             if done <= 0:
@@ -416,7 +426,7 @@ class CaptureWriter:
                 if self._owned:
                     self._f.close()
         except OSError as e:
-            raise CaptureError(f"cannot write: {e.strerror}", path=self.path) from None
+            raise write_error(e.errno, self.path) from None
 
     def __del__(self) -> None:
         # a writer dropped without close(): finish as a dropped file object would
