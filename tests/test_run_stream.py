@@ -380,3 +380,16 @@ def test_failed_run_leaves_no_new_output_file(tmp_path, monkeypatch, capsys):
                         "-w", str(w)])
     assert rc == 2 and "error" in capsys.readouterr().err
     assert not w.exists()
+
+
+def test_output_over_the_input_is_refused(tmp_path, capsys):
+    """-w onto the capture being read would truncate it under the reader's memory map
+    (SIGBUS), now that the output is written while the capture is read: refused, the
+    capture left as it was."""
+    cap = tmp_path / "in.pcap"
+    cap.write_bytes((PCAPS / "sample.pcap").read_bytes())
+    _, args = _program("socket-maps", tmp_path)
+    rc = cli_main.main(["run", "--ebpf", *args, "-r", str(cap), "-w", str(cap)])
+    assert rc == 2
+    assert "is the input capture" in capsys.readouterr().err
+    assert cap.read_bytes() == (PCAPS / "sample.pcap").read_bytes()

@@ -160,7 +160,7 @@ def run_ebpf(args) -> int:
                         strict=args.strict, progress=progress, engine=args.engine,
                         batch_packets=args.batch or DEFAULT_BATCH_PACKETS) as run, \
             RunReport(prog, json=args.json, trace=args.trace) as report:
-        out = OutputCapture(args.outfile) if args.outfile else None
+        out = OutputCapture(args.outfile, source=args.capture) if args.outfile else None
         done = False
         try:
             for part in run:

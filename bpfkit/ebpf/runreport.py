@@ -26,7 +26,7 @@ from typing import BinaryIO, Optional
 
 import numpy as np
 
-from ..errors import CaptureError
+from ..errors import CaptureError, UsageError
 from ..pcap import CaptureWriter, PacketBatch
 from ..pcap import pcapfile
 from ..pcap.writer import write_error
@@ -243,7 +243,11 @@ class OutputCapture:
     write_capture(path, RunResult.output).  write(part, header) after each batch with
     the run's output_header() at that point; finish(header) with the final one."""
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, *, source=None):
+        if _same_file(source, path):
+            # the input is memory-mapped: truncating it under the reader would kill the
+            # process (SIGBUS), as in bpfkit filter
+            raise UsageError(f"the output {path} is the input capture; write elsewhere")
         self.path = path
         self._dest: Optional[BinaryIO] = None       # copy the temporary file here at the end
         self._tmp: Optional[str] = None
@@ -383,6 +387,15 @@ class OutputCapture:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _same_file(capture, output) -> bool:
+    if not isinstance(capture, (str, os.PathLike)) or capture == "-" or output == "-":
+        return False
+    try:
+        return os.path.samefile(capture, output)
+    except OSError:
+        return False            # one of them does not exist (yet)
 
 
 def _special(path: str) -> bool:
