@@ -86,18 +86,34 @@ def _norm(v):
 
 
 class _Group:
-    __slots__ = ("lanes", "regs", "frames")
+    """Lanes at one block, their registers and call frames, and `cnt`: the instructions
+    each lane has run (an int when equal on every lane, the common case, so that a
+    block costs no per-lane counting; an int64 array otherwise)."""
+    __slots__ = ("lanes", "regs", "frames", "cnt")
 
-    def __init__(self, lanes, regs, frames):
+    def __init__(self, lanes, regs, frames, cnt=0):
         self.lanes = lanes
         self.regs = regs
         self.frames = frames          # tuple of (return pc, saved regs)
+        self.cnt = cnt
 
     def take(self, sel: np.ndarray) -> "_Group":
-        regs = [r if r is None or _is_scalar(r) else r[sel] for r in self.regs]
-        frames = tuple((pc, [r if r is None or _is_scalar(r) else r[sel] for r in saved])
+        """The lanes selected by a boolean mask or an index array (in order)."""
+        if sel.dtype == bool:
+            # one nonzero pass, then take() per register: several times faster than a
+            # boolean index per register when the mask is irregular
+            sel = np.flatnonzero(sel)
+        regs = [r if r is None or _is_scalar(r) else r.take(sel) for r in self.regs]
+        frames = tuple((pc, [r if r is None or _is_scalar(r) else r.take(sel) for r in saved])
                        for pc, saved in self.frames)
-        return _Group(self.lanes[sel], regs, frames)
+        cnt = self.cnt if isinstance(self.cnt, int) else self.cnt.take(sel)
+        return _Group(self.lanes.take(sel), regs, frames, cnt)
+
+    def counts(self, sel=None):
+        """`cnt` of the lanes `sel` (all), as an int or an array."""
+        if isinstance(self.cnt, int) or sel is None:
+            return self.cnt
+        return self.cnt[sel]
 
 
 def _concat(parts: list[_Group]) -> _Group:
@@ -117,7 +133,13 @@ def _concat(parts: list[_Group]) -> _Group:
     frames = tuple((parts[0].frames[d][0], [cat([p.frames[d][1][r] for p in parts])
                                             for r in range(nr)])
                    for d in range(len(parts[0].frames)))
-    return _Group(np.concatenate([p.lanes for p in parts]), regs, frames)
+    cnts = [p.cnt for p in parts]
+    if all(isinstance(c, int) and c == cnts[0] for c in cnts):
+        cnt = cnts[0]
+    else:
+        cnt = np.concatenate([np.full(k, c, np.int64) if isinstance(c, int) else c
+                              for c, k in zip(cnts, n)])
+    return _Group(np.concatenate([p.lanes for p in parts]), regs, frames, cnt)
 
 
 class _Wave:
@@ -538,7 +560,8 @@ class VectorProgram:
     # --- one block ------------------------------------------------------------------------
     def _run_block(self, w: _Wave, g: _Group, b: cfg.Block, pending, heap) -> None:
         n_insns = len(b.pcs)
-        risky = bool((w.insns[g.lanes] + n_insns > self.budget).any())
+        c = g.cnt
+        risky = (c if isinstance(c, int) else int(c.max())) + n_insns > self.budget
         skip = 0
         for k, pc in enumerate(b.pcs):
             if skip:
@@ -552,10 +575,10 @@ class VectorProgram:
                 continue
             if risky:
                 # interp: `if count >= budget` before each instruction; the count stays
-                over = w.insns[g.lanes] + k >= self.budget
+                over = np.broadcast_to(g.cnt + k >= self.budget, (len(g.lanes),))
                 if over.any():
                     lanes = g.lanes[over]
-                    w.insns[lanes] += k
+                    w.insns[lanes] = g.counts(over) + k
                     w.retval[lanes] = 0
                     for l_ in lanes.tolist():
                         w.faults[l_] = Fault(pc, "budget", f"instruction budget of "
@@ -566,13 +589,19 @@ class VectorProgram:
             g = self._insn(w, g, pc, k)
             if not len(g.lanes):
                 return
-        w.insns[g.lanes] += n_insns
+        g.cnt = g.cnt + n_insns
         last = self.slots[b.pcs[-1]]
         op = self.ops[b.pcs[-1]]
         if b.term == "jcond":
             taken = self._cond(g, last, op)
-            self._queue(pending, heap, b.target, g.take(taken))
-            self._queue(pending, heap, b.follow, g.take(~taken))
+            t = np.flatnonzero(taken)
+            if len(t) == len(g.lanes):
+                self._queue(pending, heap, b.target, g)
+            elif not len(t):
+                self._queue(pending, heap, b.follow, g)
+            else:
+                self._queue(pending, heap, b.target, g.take(t))
+                self._queue(pending, heap, b.follow, g.take(np.flatnonzero(~taken)))
         elif b.term == "ja":
             self._queue(pending, heap, b.target, g)
         elif b.term == "may_goto":
@@ -592,16 +621,18 @@ class VectorProgram:
         elif b.term == "exit":
             if not g.frames:
                 w.retval[g.lanes] = g.regs[0]
+                w.insns[g.lanes] = g.cnt
                 return
             r0 = g.regs[0]
             ret_pc, saved = g.frames[-1]
-            g = _Group(g.lanes, list(saved), g.frames[:-1])
+            g = _Group(g.lanes, list(saved), g.frames[:-1], g.cnt)
             g.regs[0] = r0
             self._queue(pending, heap, ret_pc, g)
         elif b.term == "call":
             depth = len(g.frames) + 1
             if depth >= isa.MAX_CALL_FRAMES:
                 lanes = g.lanes
+                w.insns[lanes] = g.cnt
                 for l_ in lanes.tolist():
                     w.faults[l_] = Fault(b.pcs[-1], "call_depth",
                                          f"more than {isa.MAX_CALL_FRAMES} call frames")
@@ -618,7 +649,7 @@ class VectorProgram:
             # each frame's stack starts zeroed, as the interpreter's _new_frame does
             self._zero_frame(w, g.lanes, depth)
             self._queue(pending, heap, b.target,
-                        _Group(g.lanes, regs, g.frames + ((b.follow, saved),)))
+                        _Group(g.lanes, regs, g.frames + ((b.follow, saved),), g.cnt))
 
     def _zero_frame(self, w: _Wave, lanes: np.ndarray, depth: int) -> None:
         base = lanes * (self.depth * STACK_SIZE) + depth * STACK_SIZE
@@ -640,7 +671,7 @@ class VectorProgram:
         """Lanes in `mask` end normally with r0 = 0 after instruction k of the block (a
         failed LD_ABS/LD_IND: the verifier's ld_abs epilogue)."""
         lanes = g.lanes[mask]
-        w.insns[lanes] += k + 1
+        w.insns[lanes] = g.counts(mask) + k + 1
         w.retval[lanes] = 0
         return g.take(~mask)
 
@@ -749,7 +780,7 @@ class VectorProgram:
     def _fault(self, w: _Wave, g: _Group, bad: tuple, k: int, pc: int) -> _Group:
         mask, kinds, details, regions = bad
         lanes = g.lanes[mask]
-        w.insns[lanes] += k + 1
+        w.insns[lanes] = g.counts(mask) + k + 1
         w.retval[lanes] = 0
         for l_, kd, d, r in zip(lanes.tolist(), kinds, details, regions):
             w.faults[l_] = Fault(pc, kd, d, None, 0, r)
@@ -1123,7 +1154,7 @@ class VectorProgram:
                 vals[j] = v
             # a lane ending through HelperExit: retval = its value, no fault
             lanes = g.lanes[mask]
-            w.insns[lanes] += k + 1
+            w.insns[lanes] = g.counts(mask) + k + 1
             w.retval[lanes] = vals[mask]
             for j in exits:
                 bad.pop(j, None)
