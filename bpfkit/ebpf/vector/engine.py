@@ -163,6 +163,7 @@ class _Wave:
         self.buf = inp["buf"]
         self.frame_off = inp["offset"][src].astype(np.int64)
         self.frame_len = inp["caplen"][src].astype(np.int64)
+        self._head_cache(inp.get("head"), src)
         # XDP programs and the conformance "mem" mode both see the bytes in a page
         self.xdp = prog.prog_type == BPF_PROG_TYPE_XDP or prog.mem_mode
         self.mem_mode = prog.mem_mode
@@ -191,6 +192,34 @@ class _Wave:
         else:
             self.cb = np.zeros(W * (_CB[1] - _CB[0]), np.uint8)
             self.skb_vals = _SkbValues(self.buf, self.frame_off, self.frame_len)
+
+
+    def _head_cache(self, head, src: np.ndarray) -> None:
+        """PacketBatch.head of the wave's lanes (each packet's first bytes, next to each
+        other, filled by the capture reader while the bytes were in the CPU's caches):
+        loads inside it read one compact block instead of all over the capture.  A slice
+        (no copy) when the wave's lanes are consecutive input lanes."""
+        self.hflat = None
+        if head is None or not len(src) or head.ndim != 2 or head.dtype != np.uint8 \
+                or head.strides[1] != 1:
+            return
+        lo, hi = int(src[0]), int(src[-1]) + 1
+        rows = head[lo:hi] if hi - lo == len(src) and (np.diff(src) == 1).all() \
+            else np.ascontiguousarray(head[src])
+        self.hw, self.hstride = rows.shape[1], rows.strides[0]
+        span = (len(rows) - 1) * self.hstride + self.hw
+        self.hflat = np.lib.stride_tricks.as_strided(rows[0], (span,), (1,))
+
+    def packet_bytes(self, lanes: np.ndarray, off, size: int,
+                     big_endian: bool = False) -> np.ndarray:
+        """Bytes [off, off + size) of the lanes' captured packets (the caller has checked
+        them against caplen) as uint64 integers; `off` an int or an array."""
+        if self.hflat is not None and \
+                (int(off) if np.ndim(off) == 0 else int(off.max())) + size <= self.hw:
+            arena, where = self.hflat, lanes * self.hstride + off
+        else:
+            arena, where = self.buf, self.frame_off[lanes] + off
+        return unaligned_view(arena, size, big_endian)[where].astype(np.uint64)
 
 
 def materialize(w: "_Wave", lanes: np.ndarray) -> None:
@@ -707,7 +736,7 @@ class VectorProgram:
         elif kind == "lddw":
             g = self._lddw(w, g, insn, pc, k)
         elif kind in ("ldx", "ldxs"):
-            addr = _arr(regs[insn.src] + U64(insn.off & _M64), len(g.lanes))
+            addr = regs[insn.src] + U64(insn.off & _M64)
             v, bad = self._load(w, g, addr, op.size)
             if kind == "ldxs":
                 v = A.sext(v, 8 * op.size).view(U64)
@@ -867,6 +896,26 @@ class VectorProgram:
         return segs, bad
 
     @staticmethod
+    def _load_in_place(w: _Wave, lanes: np.ndarray, addr: np.ndarray, size: int):
+        """The common XDP load, short of _locate's generality: every lane reads inside
+        its own packet and no lane of the wave has a frame yet (so data_meta == data ==
+        XDP_PACKET_HEADROOM and frame byte o is packet byte o - headroom in the capture
+        buffer).  None when that is not the case for all the lanes."""
+        if _is_scalar(addr):
+            # the same address on every lane (a constant offset from `data`, which is
+            # the same synthetic address for all the lanes)
+            region, off = (int(x[0]) for x in decode(np.array([addr], np.uint64)))
+            if region != REGION_PACKET or off < XDP_PACKET_HEADROOM:
+                return None
+        else:
+            region, off = decode(addr)
+            if not (region == REGION_PACKET).all() or off.min() < XDP_PACKET_HEADROOM:
+                return None
+        if not (off + size <= w.data_end[lanes]).all():
+            return None
+        return w.packet_bytes(lanes, off - XDP_PACKET_HEADROOM, size)
+
+    @staticmethod
     def _bad_tuple(n: int, bad: dict):
         if not bad:
             return None
@@ -876,8 +925,13 @@ class VectorProgram:
         return (mask, [bad[j][0] for j in keys], [bad[j][1] for j in keys],
                 [bad[j][2] for j in keys])
 
-    def _load(self, w: _Wave, g: _Group, addr: np.ndarray, size: int):
+    def _load(self, w: _Wave, g: _Group, addr, size: int):
         n = len(g.lanes)
+        if w.xdp and not w.n_mat:
+            v = self._load_in_place(w, g.lanes, addr, size)
+            if v is not None:
+                return v, None
+        addr = _arr(addr, n)
         out = np.zeros(n, np.uint64)
         segs, bad = self._locate(w, g.lanes, addr, size, False)
         for pos, tag, arena, byte, extra in segs:
@@ -1088,7 +1142,6 @@ class VectorProgram:
             # the common case: a constant offset from skb->data
             off = data_off + insn.imm
             ok = np.broadcast_to(off + size <= flen, (n,))
-            where = w.frame_off[g.lanes] + off
         else:
             if op.kind == "ldabs":
                 kk = np.full(n, insn.imm, np.int64)
@@ -1099,18 +1152,16 @@ class VectorProgram:
                                     kk - SKF_LL_OFF))
             ok = (kk >= SKF_LL_OFF) & (off >= 0) & (off + size <= flen)
             ok = np.broadcast_to(ok, (n,)).copy()
-            where = w.frame_off[g.lanes] + off
-        view = unaligned_view(w.buf, size, big_endian=True)
         if ok.all():
-            v = view[where].astype(np.uint64)
-        else:
-            v = np.zeros(n, np.uint64)
-            good = np.flatnonzero(ok)
-            v[good] = view[where[good]]
+            g.regs[0] = w.packet_bytes(g.lanes, off, size, big_endian=True)
+            return g
+        good = np.flatnonzero(ok)
+        v = np.zeros(n, np.uint64)
+        if len(good):
+            v[good] = w.packet_bytes(g.lanes[good], off if np.ndim(off) == 0 else off[good],
+                                     size, big_endian=True)
         g.regs[0] = v
-        if not ok.all():
-            g = self._end_lanes(w, g, ~ok, k)
-        return g
+        return self._end_lanes(w, g, ~ok, k)
 
     # --- helpers --------------------------------------------------------------------------------
     def _call(self, w: _Wave, g: _Group, insn, pc: int, k: int) -> _Group:
