@@ -16,6 +16,7 @@ hypothesis-generated programs x packet batches; maps under adversarial traffic
 result); the seeded bpf_get_prandom_u32."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import random
@@ -602,6 +603,18 @@ def run_both(program: Program, batches, *, wave_size: int = 1 << 14, maps=None,
     return results
 
 
+def with_head(batch: PacketBatch, width: int) -> PacketBatch:
+    """The batch with PacketBatch.head filled as the capture reader fills it: each
+    packet's first `width` bytes and, past its caplen, whatever follows it in the buffer
+    (here: the next packets' bytes), then zeros.  A load must never return those."""
+    if not width:
+        return batch
+    buf = np.concatenate([np.asarray(batch.buf, np.uint8), np.zeros(width, np.uint8)])
+    off = np.asarray(batch.offset, np.int64)
+    head = buf[off[:, None] + np.arange(width)] if len(off) else np.zeros((0, width), np.uint8)
+    return dataclasses.replace(batch, head=head)
+
+
 def _split(packets: list[bytes], parts: int) -> list[PacketBatch]:
     k = max(1, -(-len(packets) // parts))
     return [PacketBatch.from_packets(packets[i:i + k], ts_ns=[1_000_000 * (i + j) for j in
@@ -627,10 +640,13 @@ def test_generated_programs(ptype, data):
     # waves of 8+ lanes (the engine hands runs of smaller waves to the interpreter)
     wave = data.draw(st.sampled_from([1 << 14, 8, 9, 13]), label="wave_size")
     parts = data.draw(st.sampled_from([1, 1, 2, 3]), label="batches")
+    # the reader's head cache, of widths a load can straddle (the engine then reads the
+    # capture buffer), or none
+    head = data.draw(st.sampled_from([0, 0, 16, 64]), label="head")
     prog = Program.from_asm(src, prog_type=ptype)
     calls: list = []
-    run_both(prog, _split(pkts, parts), wave_size=wave, budget=budget, seed=len(pkts),
-             what=src, calls=calls)
+    run_both(prog, [with_head(b, head) for b in _split(pkts, parts)], wave_size=wave,
+             budget=budget, seed=len(pkts), what=src, calls=calls)
     # without maps no lane waits: every wave is full, none ran on the interpreter
     for n, out in calls:
         assert out.waves == -(-n // wave)
@@ -820,6 +836,11 @@ def test_lane_isolation(name):
     batch = PacketBatch.from_packets(pkts, ts_ns=[7000 * i for i in range(len(pkts))])
     vec, ref = run_both(prog, [batch], maps=maps, what=name)
     run_both(prog, [batch], maps=maps, wave_size=8, what=name + " (waves of 8)")
+    # with the head cache: its bytes past a short packet's end are the next packet's
+    for width in (16, 64):
+        headed, _ = run_both(prog, [with_head(batch, width)], maps=maps, wave_size=8,
+                             what=f"{name} (head {width})")
+        assert outcome(headed) == outcome(vec), (name, width)
     assert ref.faults or name in ("xdp u8 at data_end - 1", "ld_abs u8 at 26",
                                   "ld_abs u32 at 24", "ld_ind from packet",
                                   "ld_abs link layer", "skb_load_bytes",
@@ -851,12 +872,14 @@ def test_fixed_offset_read_never_returns_a_neighbours_byte():
                 assert i not in faulted and vec.retval[i] == p[40], i
 
 
-def test_ld_abs_past_the_end_is_zero_not_the_next_packet():
+@pytest.mark.parametrize("head", [0, 64])
+def test_ld_abs_past_the_end_is_zero_not_the_next_packet(head):
     """Socket filter r0 = skb[26] (frame byte 40): 0 when the frame has 40 bytes or
-    fewer (LD_ABS failure: the program ends with 0, no fault), else the lane's byte."""
+    fewer (LD_ABS failure: the program ends with 0, no fault), else the lane's byte;
+    also when the head cache holds the next packet's bytes at byte 40."""
     prog = _sock("r0 = *(u8 *)skb[26]\nexit")
     pkts = isolation_packets()
-    vec, ref = run_both(prog, [PacketBatch.from_packets(pkts)], wave_size=8)
+    vec, ref = run_both(prog, [with_head(PacketBatch.from_packets(pkts), head)], wave_size=8)
     assert not vec.faults
     skipped = {s.packet for s in vec.skipped}
     for i, p in enumerate(pkts):

@@ -292,6 +292,9 @@ class _Collector:
                "index": first + lanes,
                "ingress_ifindex": runner._xdp_args["ingress_ifindex"],
                "rx_queue_index": runner._xdp_args["rx_queue_index"]}
+        head = getattr(batch, "head", None)
+        if head is not None:
+            inp["head"] = head if len(lanes) == n else head[lanes]
         res = self.vprog.run(inp, seed=runner.seed)
         retval = np.zeros(n, np.uint64)
         retval[lanes] = res.retval & np.uint64(0xFFFFFFFF)
