@@ -90,9 +90,11 @@ def register(sub) -> None:
                    help="print bpf_trace_printk lines (they are always in --json)")
     p.add_argument("--engine", choices=("vector", "interp"), default="vector",
                    help="vector (default): the vector engine, all packets of a batch at "
-                        "once (eBPF programs it cannot run go to the interpreter, and the "
-                        "output says so); interp: the reference interpreter, one packet "
-                        "at a time")
+                        "once; packets that reach a tail call, ring buffer or perf "
+                        "output, an LRU/LPM/queue map, map-in-map, bpf_loop or a kfunc "
+                        "are handed to the interpreter one by one, in capture order "
+                        "(the engine: line counts them); interp: the reference "
+                        "interpreter, one packet at a time")
     p.set_defaults(func=run)
 
 
@@ -172,6 +174,6 @@ def run_ebpf(args) -> int:
             for d in entries:
                 v = d["value"] if isinstance(d["value"], str) else " ".join(d["value"])
                 lines.append(f"  key {d['key']} value {v}")
-    lines.append(f"engine: {res.engine}")
+    lines.append(f"engine: {res.engine_summary}")
     print("\n".join(lines))
     return 0

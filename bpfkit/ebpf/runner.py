@@ -155,6 +155,19 @@ class RunResult:
     redirects: dict[int, tuple] = field(default_factory=dict)
     problems: list = field(default_factory=list)   # capture problems (non-strict reading)
     engine: str = "interp"       # what ran it: "vector", or "interp" (with the reason)
+    # vector engine: packets it handed to the reference interpreter, by reason (helpers
+    # and map types it does not run lane-parallel; see VectorProgram._hand_over)
+    handed: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def engine_summary(self) -> str:
+        """`engine` with the hand-overs, for the CLI's `engine:` line."""
+        if not self.handed:
+            return self.engine
+        n = sum(self.handed.values())
+        why = ", ".join(f"{r} ({c})" for r, c in sorted(self.handed.items()))
+        return f"{self.engine} ({n} of {self.packets} packets on the reference " \
+               f"interpreter: {why})"
 
     @property
     def is_xdp(self) -> bool:
@@ -204,6 +217,7 @@ class RunResult:
             out["maps"] = self.dump_maps()
         out["warnings"] = [str(p) for p in self.problems]
         out["engine"] = self.engine
+        out["handed_to_interp"] = dict(self.handed)
         return out
 
 
@@ -235,6 +249,7 @@ class _Collector:
         self.vprog = None
         self.out_batches: list[PacketBatch] = []      # the vector path's output
         self.engine_note = "interp"
+        self.handed: dict[str, int] = {}
         if engine == "vector":
             from .vector import VectorProgram
             vp = VectorProgram(runner.interp, runner.program.prog_type)
@@ -296,6 +311,8 @@ class _Collector:
         if head is not None:
             inp["head"] = head if len(lanes) == n else head[lanes]
         res = self.vprog.run(inp, seed=runner.seed)
+        for why, c in res.handed.items():
+            self.handed[why] = self.handed.get(why, 0) + c
         retval = np.zeros(n, np.uint64)
         retval[lanes] = res.retval & np.uint64(0xFFFFFFFF)
         insns = np.zeros(n, np.int64)
@@ -373,7 +390,7 @@ class _Collector:
         return RunResult(self.runner.program, n, np.array(self.retval, dtype=np.uint32),
                          np.array(self.insns, dtype=np.uint64), output, self.runner.maps,
                          self.faults, self.skipped, self.trace, self.meta, self.redirects,
-                         list(problems), self.engine_note)
+                         list(problems), self.engine_note, dict(self.handed))
 
 
 def _check_linktype(linktype: int, prog_type: int) -> None:

@@ -24,7 +24,7 @@ whole program and says so.  It never guesses."""
 from __future__ import annotations
 
 import heapq
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -64,6 +64,8 @@ class LaneOutcome:
     meta: dict | None = None           # XDP: lane -> metadata bytes (when non-empty)
     redirects: dict | None = None      # XDP: lane -> redirect target
     waves: int = 0
+    # lanes the reference interpreter ran instead, by reason (VectorProgram._hand_over)
+    handed: dict = field(default_factory=dict)
 
 
 _LOOPS = 11          # register slot of the may_goto counter
@@ -148,7 +150,8 @@ class _Wave:
     def __init__(self, prog: "VectorProgram", src: np.ndarray, inp: dict, slot: int = 0):
         W = len(src)
         self.slot = slot
-        self.abandoned: list[int] = []      # lanes left to the interpreter (_sweep)
+        self.abandoned: list[int] = []      # lanes left to the interpreter
+        self.handed: dict[str, int] = {}      # reason -> lanes (see _hand_over)
         self.W = W
         self.src = src
         self.retval = np.zeros(W, np.uint64)
@@ -313,31 +316,39 @@ class VectorProgram:
         return buf[:nbytes]
 
     def _check(self) -> str | None:
+        """Why the engine cannot run the program at all (its type), else None.  What it
+        does not run lane-parallel is handed over per lane instead (see _hand_over):
+        `handover` maps pc -> reason for instructions that hand every lane reaching them
+        to the interpreter, `interp_maps` map index -> reason for maps whose helper
+        calls do."""
+        self.handover: dict[int, str] = {}
+        self.interp_maps: dict[int, str] = {}
         if not self.mem_mode and self.prog_type not in (BPF_PROG_TYPE_XDP,
                                                           BPF_PROG_TYPE_SOCKET_FILTER):
             return f"program type {self.prog_type}"
+        from ..helper_ids import helper_name
         for pc, (i, op) in enumerate(zip(self.slots, self.ops)):
             if i is None:
                 continue
             if op.kind == "callx":
-                return f"callx at instruction {pc}"
+                self.handover[pc] = "callx"
             if op.kind == "call":
                 if i.src == isa.BPF_PSEUDO_CALL:
                     self.depth = isa.MAX_CALL_FRAMES
                 elif i.src != 0:
-                    return f"call kind {i.src} at instruction {pc}"
+                    self.handover[pc] = "kfunc call" if i.src == isa.BPF_PSEUDO_KFUNC_CALL \
+                        else f"call kind {i.src}"
                 elif i.imm not in VECTOR_HELPERS and not self.mem_mode:
-                    from ..helper_ids import helper_name
-                    return f"helper {helper_name(i.imm)}#{i.imm} at instruction {pc}"
+                    self.handover[pc] = f"helper {helper_name(i.imm)}"
             if op.kind == "lddw" and i.src == isa.BPF_PSEUDO_FUNC:
-                return f"callback address (lddw func) at instruction {pc}"
-        for m in self.maps:
-            if getattr(m, "type", None) not in SUPPORTED_MAP_TYPES:
-                t = getattr(m, "type", None)
-                return f"map {getattr(m, 'name', '?')!r} of type " \
-                       f"{t.name.lower() if isinstance(t, MapType) else t}"
+                self.handover[pc] = "callback (lddw func)"
+        for mi, m in enumerate(self.maps):
+            t = getattr(m, "type", None)
             if getattr(m, "_klru", None) is not None or getattr(m, "lru", False):
-                return f"LRU map {m.name!r}"
+                self.interp_maps[mi] = f"LRU map {getattr(m, 'name', '?')!r}"
+            elif t not in SUPPORTED_MAP_TYPES:
+                self.interp_maps[mi] = f"map {getattr(m, 'name', '?')!r} of type " \
+                    f"{t.name.lower() if isinstance(t, MapType) else t}"
         return None
 
     # --- running ------------------------------------------------------------------------
@@ -361,12 +372,25 @@ class VectorProgram:
         meta: dict = {}
         redirects: dict = {}
         waves = 0
+        handed: dict[str, int] = {}
         out = (retval, insns, faults, trace, packets, meta, redirects)
+        mostly_handed = False
         for lo in range(0, n, wave_size):
             pending = np.arange(lo, min(n, lo + wave_size), dtype=np.int64)
+            if mostly_handed:
+                # the program hands (nearly) every packet to the interpreter: running
+                # the lanes as a wave first would only add work (sequential semantics
+                # hold: the earlier waves are committed)
+                self._interp_lanes(inp, pending, seed, out)
+                why = "the rest of the batch, after a wave that handed over 90% or more"
+                handed[why] = handed.get(why, 0) + len(pending)
+                continue
             waves += 1
             w = _Wave(self, pending, inp)
             self._execute(w, seed)
+            for why, c in w.handed.items():
+                handed[why] = handed.get(why, 0) + c
+            mostly_handed = w.W >= 64 and len(w.abandoned) * 10 >= w.W * 9
             if w.maps is None:
                 ab = np.zeros(w.W, bool)
                 ab[w.abandoned] = True
@@ -377,7 +401,7 @@ class VectorProgram:
                 continue
             self._settle(w, inp, pending, seed, out)
         return LaneOutcome(retval, insns, faults, trace, packets, meta if xdp else None,
-                           redirects if xdp else None, waves)
+                           redirects if xdp else None, waves, handed)
 
     def _settle(self, w: _Wave, inp: dict, pending: np.ndarray, seed: int, out) -> None:
         """Make a wave's map effects sequential (see mapwave).  Lanes that read what an
@@ -571,7 +595,7 @@ class VectorProgram:
             g = _concat(parts)
             visits += 1
             if visits > patience and len(g.lanes) <= 4:
-                w.abandoned.extend(g.lanes.tolist())
+                self._hand_over(w, g, "long loops on few packets")
                 continue
             self._run_block(w, g, self.blocks[key[0]], pending, heap)
 
@@ -706,6 +730,8 @@ class VectorProgram:
 
     # --- one instruction --------------------------------------------------------------------
     def _insn(self, w: _Wave, g: _Group, pc: int, k: int) -> _Group:
+        if pc in self.handover:
+            return self._hand_over(w, g, self.handover[pc])
         insn, op = self.slots[pc], self.ops[pc]
         kind = op.kind
         regs = g.regs
@@ -760,6 +786,20 @@ class VectorProgram:
         else:  # pragma: no cover - _check refuses the rest
             raise ExecutionError(f"vector engine: instruction kind {kind}")
         return g
+
+    def _hand_over(self, w: _Wave, g: _Group, why: str, mask=None) -> _Group:
+        """Lanes (all of g, or those in `mask`) that reach what the engine does not run
+        lane-parallel (helpers such as ringbuf/perf output or tail calls, LRU and other
+        map types, kfuncs, callbacks; a loop that keeps a few lanes going) leave the
+        wave: nothing of theirs is kept, and the reference interpreter runs each of
+        them again from the start, in capture order with respect to every map effect
+        (run: after the wave when it has no maps; _settle/_walk: between the other lanes'
+        commits).  Maps only these lanes touch therefore see the packets in order.
+        Returns the lanes that stay."""
+        lanes = g.lanes if mask is None else g.lanes[mask]
+        w.abandoned.extend(lanes.tolist())
+        w.handed[why] = w.handed.get(why, 0) + len(lanes)
+        return g.take(np.zeros(len(g.lanes), bool) if mask is None else ~mask)
 
     def _fused(self, w: _Wave, g: _Group, pc: int, k: int) -> _Group:
         """`rA = *(uS *)(rP + o); rA += x; *(uS *)(rP + o) = rA` with rA dead after: on
@@ -1051,6 +1091,8 @@ class VectorProgram:
         if insn.src in (isa.BPF_PSEUDO_MAP_FD, isa.BPF_PSEUDO_MAP_IDX):
             g.regs[insn.dst] = U64(_MAP_HANDLE_BASE + mi * _MAP_HANDLE_STRIDE)
             return g
+        if mi in self.interp_maps:
+            return self._hand_over(w, g, self.interp_maps[mi])
         ptr = w.maps.direct_value(g.lanes, mi)
         g.regs[insn.dst] = ptr + U64(insn.imm >> 32)
         return g
@@ -1166,6 +1208,14 @@ class VectorProgram:
     # --- helpers --------------------------------------------------------------------------------
     def _call(self, w: _Wave, g: _Group, insn, pc: int, k: int) -> _Group:
         hid = insn.imm
+        if self.interp_maps and hid in (1, 2, 3, 51) and not w.mem_mode:
+            mi = self._map_index(_arr(g.regs[1], len(g.lanes)))
+            for m in np.unique(mi).tolist():
+                if m in self.interp_maps:
+                    g = self._hand_over(w, g, self.interp_maps[m], mi == m)
+                    mi = mi[mi != m]
+            if not len(g.lanes):
+                return g
         n = len(g.lanes)
         regs = g.regs
         r = [_arr(regs[i], n) for i in range(6)]
