@@ -25,6 +25,11 @@ pairs:
   xdp            classic filter interpreter (libpcap semantics on the captured bytes)
                  vs the XDP translation on the eBPF interpreter: equal match decisions
                  (frames under 14 or over 3520 bytes are skipped)
+  vector-socket  the socket translation on the eBPF interpreter (one packet at a time)
+                 vs the same program on the vector engine (the whole capture at once):
+                 equal return values
+  vector-xdp     the XDP translation on the eBPF interpreter vs on the vector engine:
+                 equal verdicts (frames skipped as in xdp)
   kernel-cbpf    the kernel's classic filter (SO_ATTACH_FILTER on an AF_UNIX datagram
                  socket) vs the classic socket-filter interpreter: equal delivered
                  lengths (-1 = dropped)
