@@ -10,6 +10,7 @@ import pytest
 
 import oracles
 import pcap_craft as C
+from bpfkit.errors import BpfError
 from bpfkit.pcap import open_capture, read_capture
 
 pytestmark = pytest.mark.tcpdump
@@ -96,3 +97,27 @@ def test_time_field_signedness(tmp_path, big, nanos):
     p = tmp_path / "t.pcap"
     p.write_bytes(C.pcap([(s, f, b"x") for s, f in zip(secs, fracs)], big=big, nanos=nanos))
     _check(p)
+
+
+def test_read_capture_head_cache(shared_dir):
+    """read_capture(head=N): PacketBatch.head row i starts with packet i's first
+    min(N, caplen) bytes (what follows is unspecified), and the batch is otherwise the
+    same as without the cache -- on real captures of several link types."""
+    import numpy as np
+    files = sorted((shared_dir / "pcaps").rglob("*.pcap"))[:40]
+    assert files
+    for path in files:
+        try:
+            plain = read_capture(path)
+        except BpfError as e:        # a broken capture: the same error with the cache
+            with pytest.raises(type(e)):
+                read_capture(path, head=64)
+            continue
+        headed = read_capture(path, head=64)
+        assert plain.head is None
+        assert headed.head is not None and headed.head.shape == (len(plain), 64), path
+        for col in ("offset", "caplen", "wirelen", "ts_ns"):
+            assert np.array_equal(getattr(plain, col), getattr(headed, col)), (path, col)
+        for i in range(len(plain)):
+            n = min(64, int(plain.caplen[i]))
+            assert bytes(headed.head[i, :n]) == bytes(plain.packet(i)[:n]), (path, i)

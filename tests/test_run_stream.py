@@ -170,7 +170,11 @@ PROGRAMS = {
 }
 
 
-def _snaplen_96(tmp: Path) -> Path:
+# the same with an LRU map, which the vector engine hands to the interpreter
+HANDED = {"xdp-lru": ("xdp", XDP_MAPS_SRC, ["proto:array:4:8:256", "etype:lru_hash:4:8:64"])}
+
+
+def _snaplen_97(tmp: Path) -> Path:
     """sample.pcap as `tcpdump -s 97` would have caught it: from packet 30 on,
     grown packets (97 mod 4 = 1) outgrow 97."""
     b = read_capture(PCAPS / "sample.pcap")
@@ -201,7 +205,7 @@ def _two_precisions(tmp: Path) -> Path:
 @pytest.fixture(scope="module")
 def made(tmp_path_factory) -> dict[str, Path]:
     tmp = tmp_path_factory.mktemp("stream")
-    return {"snap97": _snaplen_96(tmp), "two-precisions": _two_precisions(tmp)}
+    return {"snap97": _snaplen_97(tmp), "two-precisions": _two_precisions(tmp)}
 
 
 def _capture(name: str, made: dict, request) -> Path:
@@ -214,7 +218,7 @@ def _capture(name: str, made: dict, request) -> Path:
 
 
 def _program(kind: str, tmp: Path) -> tuple[Program, list[str]]:
-    ptype, src, specs = PROGRAMS[kind]
+    ptype, src, specs = PROGRAMS[kind] if kind in PROGRAMS else HANDED[kind]
     prog = Program.from_asm(src, prog_type=ptype,
                             maps=[parse_map_spec(s) for s in specs])
     path = tmp / f"{kind}.s"
@@ -257,7 +261,7 @@ def _summary(res, *, trace: bool, dump_maps: bool) -> bytes:
             for d in entries:
                 v = d["value"] if isinstance(d["value"], str) else " ".join(d["value"])
                 lines.append(f"  key {d['key']} value {v}")
-    lines.append(f"engine: {res.engine}")
+    lines.append(f"engine: {res.engine_summary}")
     return ("\n".join(lines) + "\n").encode()
 
 
@@ -276,7 +280,17 @@ CAPTURES = ["sample.pcap", "sample.pcapng", "en10mb.pcap", "snap97", "two-precis
 @pytest.mark.parametrize("capture", CAPTURES)
 def test_streamed_cli_equals_whole_run(capture, kind, engine, made, request, tmp_path,
                                        monkeypatch):
-    cap = _capture(capture, made, request)
+    _check_streamed(_capture(capture, made, request), kind, engine, tmp_path, monkeypatch)
+
+
+def test_streamed_hand_overs(tmp_path, monkeypatch):
+    """Packets the vector engine hands to the interpreter (an LRU map) are counted
+    across batches as in the whole run (engine: line, "handed_to_interp")."""
+    res = _check_streamed(PCAPS / "sample.pcap", "xdp-lru", "vector", tmp_path, monkeypatch)
+    assert sum(res.handed.values()) == res.packets > 0
+
+
+def _check_streamed(cap, kind, engine, tmp_path, monkeypatch):
     prog, args = _program(kind, tmp_path)
     res = run_capture(prog, cap, engine=engine)       # one batch: the whole capture
     ref_pcap = tmp_path / "ref.pcap"
@@ -298,6 +312,7 @@ def test_streamed_cli_equals_whole_run(capture, kind, engine, made, request, tmp
         rc, out = _cli(base + opts + ["-w", "-"], monkeypatch)
         assert rc == 0 and out[:len(want["pcap"])] == want["pcap"], f"-w -, --batch {batch}"
         assert out[len(want["pcap"]):] == _summary(res, trace=False, dump_maps=False)
+    return res
 
 
 @pytest.mark.parametrize("engine", ["vector", "interp"])

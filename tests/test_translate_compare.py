@@ -35,11 +35,15 @@ EXPRS = ["tcp port 80", "udp or icmp", "ip6 and tcp", "len > 100 and ether broad
 
 
 @pytest.mark.tcpdump
+@pytest.mark.parametrize("engine", ["vector", "interp"])
 @pytest.mark.parametrize("expr", EXPRS)
-def test_all_pairs_agree_on_sample(expr):
+def test_all_pairs_agree_on_sample(expr, engine):
     batch = read_capture(str(SAMPLE))
-    rep = compare_batch(tcpdump_program(expr), batch)
+    rep = compare_batch(tcpdump_program(expr), batch, engine=engine)
     assert rep.ok and rep.packets == len(batch) > 1000
+    assert [p.name for p in rep.pairs] == ["socket", "xdp"] + (
+        VECTOR_PAIRS if engine == "vector" else [])
+    assert rep.pairs[1].right == ("vector xdp" if engine == "vector" else "ebpf xdp")
     for p in rep.pairs:
         assert p.unavailable is None
         assert p.compared + p.skipped == len(batch) and p.agreed == p.compared
@@ -57,6 +61,27 @@ def test_disagreements_listed(monkeypatch):
     assert rep.pairs[1].ok
 
 
+@pytest.mark.tcpdump
+def test_xdp_pair_on_the_vector_engine_reports_its_disagreements(monkeypatch):
+    """With engine="vector" the xdp pair's right side is the vector engine's verdicts:
+    a wrong verdict there is a listed disagreement (and a budget fault a skip)."""
+    batch = read_capture(str(SAMPLE))
+    real = compare._vector_xdp_retvals
+
+    def wrong(interp, b):
+        got, faults = real(interp, b)
+        first = min(got)
+        got[first] ^= 1                      # XDP_PASS <-> XDP_DROP on one frame
+        faults[first + 1] = "instruction budget of 1 exhausted"
+        return got, faults
+    monkeypatch.setattr(compare, "_vector_xdp_retvals", wrong)
+    rep = compare_batch(tcpdump_program("tcp"), batch, engine="vector")
+    xdp = rep.pairs[1]
+    assert not xdp.ok and xdp.compared - xdp.agreed == 1
+    assert [d.index for d in xdp.disagreements] == [0]
+    assert ("bpfkit: instruction budget of 1 exhausted", 1) in xdp.skip_reasons
+
+
 def test_unavailable_translation():
     batch = read_capture(str(SAMPLE))
     # SKF_AD_HATYPE has no eBPF equivalent; libpcap semantics: an out-of-bounds load
@@ -71,6 +96,10 @@ def test_cli(capsys, tmp_path):
                  "80"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["ok"] and [p["pair"] for p in out["pairs"]] == ["socket", "xdp"] + VECTOR_PAIRS
+    assert main(["compare", "-r", str(SAMPLE), "--kernel", "no", "--engine", "interp",
+                 "--json", "tcp"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["ok"] and [p["pair"] for p in out["pairs"]] == ["socket", "xdp"]
     assert main(["compare", "-r", str(SAMPLE), "udp"]) == 0
     text = capsys.readouterr().out
     assert text.splitlines()[0].split()[:3] == ["pair", "left", "right"]

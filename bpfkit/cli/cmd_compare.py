@@ -23,8 +23,14 @@ pairs:
                  kernel-style translation (bpf_convert_filter) on the eBPF
                  interpreter: equal return values
   xdp            classic filter interpreter (libpcap semantics on the captured bytes)
-                 vs the XDP translation on the eBPF interpreter: equal match decisions
-                 (frames under 14 or over 3520 bytes are skipped)
+                 vs the XDP translation on the vector engine (--engine interp: on the
+                 eBPF interpreter): equal match decisions (frames under 14 or over
+                 3520 bytes are skipped)
+  vector-socket  the socket translation on the eBPF interpreter (one packet at a time)
+                 vs the same program on the vector engine (the whole capture at once):
+                 equal return values (not with --engine interp)
+  vector-xdp     the XDP translation on the eBPF interpreter vs on the vector engine:
+                 equal verdicts (frames skipped as in xdp; not with --engine interp)
   kernel-cbpf    the kernel's classic filter (SO_ATTACH_FILTER on an AF_UNIX datagram
                  socket) vs the classic socket-filter interpreter: equal delivered
                  lengths (-1 = dropped)
@@ -61,6 +67,10 @@ def register(sub) -> None:
     p.add_argument("--kernel", choices=("auto", "yes", "no"), default="auto",
                    help="also compare with the running kernel: auto (when bpf(2) is "
                         "allowed, the default), yes (error if it is not), no")
+    p.add_argument("--engine", choices=("vector", "interp"), default="vector",
+                   help="vector (default): the xdp pair's translation runs on the vector "
+                        "engine, and the vector-socket/vector-xdp pairs check that engine "
+                        "against the eBPF interpreter; interp: the eBPF interpreter only")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=run)
 
@@ -79,7 +89,8 @@ def run(args) -> int:
                 batch.linktype, batch.snaplen)
         except CompileError as e:
             raise CompileError(describe(e, expr or "")) from None
-    report = compare_batch(prog, batch, max_listed=max(args.list, 0), kernel=args.kernel)
+    report = compare_batch(prog, batch, max_listed=max(args.list, 0), kernel=args.kernel,
+                           engine=args.engine)
     if args.json:
         print_json({"packets": report.packets, "ok": report.ok, "pairs": [
             {"pair": p.name, "left": p.left, "right": p.right, "compared": p.compared,

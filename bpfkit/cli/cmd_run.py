@@ -95,9 +95,11 @@ def register(sub) -> None:
                    help="print bpf_trace_printk lines (they are always in --json)")
     p.add_argument("--engine", choices=("vector", "interp"), default="vector",
                    help="vector (default): the vector engine, all packets of a batch at "
-                        "once (eBPF programs it cannot run go to the interpreter, and the "
-                        "output says so); interp: the reference interpreter, one packet "
-                        "at a time")
+                        "once; packets that reach a tail call, ring buffer or perf "
+                        "output, an LRU/LPM/queue map, map-in-map, bpf_loop or a kfunc "
+                        "are handed to the interpreter one by one, in capture order "
+                        "(the engine: line counts them); interp: the reference "
+                        "interpreter, one packet at a time")
     e.add_argument("--batch", type=positive_int, metavar="N",
                    help="read and run the capture N packets at a time (default 65536); "
                         "memory is bounded by the batch, not by the capture, and the "
@@ -135,7 +137,7 @@ def run(args) -> int:
 
 
 def run_ebpf(args) -> int:
-    from ..ebpf.runner import DEFAULT_BATCH_PACKETS, stream_capture
+    from ..ebpf.runner import DEFAULT_BATCH_PACKETS, engine_summary, stream_capture
     from ..ebpf.runreport import OutputCapture, RunReport
     data = read_input(args.prog)
     maps = None
@@ -179,7 +181,8 @@ def run_ebpf(args) -> int:
             if args.dump_maps else None
         if args.json:
             report.write_json(sys.stdout, maps=maps_dump, problems=run.problems,
-                              engine=run.engine)
+                              engine=run.engine, handed=run.handed)
         else:
-            report.write_summary(sys.stdout, maps=maps_dump, engine=run.engine)
+            report.write_summary(sys.stdout, maps=maps_dump,
+                                 engine=engine_summary(run.engine, run.handed, run.packets))
     return 0

@@ -161,6 +161,14 @@ class RunResult:
     redirects: dict[int, tuple] = field(default_factory=dict)
     problems: list = field(default_factory=list)   # capture problems (non-strict reading)
     engine: str = "interp"       # what ran it: "vector", or "interp" (with the reason)
+    # vector engine: packets it handed to the reference interpreter, by reason (helpers
+    # and map types it does not run lane-parallel; see VectorProgram._hand_over)
+    handed: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def engine_summary(self) -> str:
+        """`engine` with the hand-overs, for the CLI's `engine:` line."""
+        return engine_summary(self.engine, self.handed, self.packets)
 
     @property
     def is_xdp(self) -> bool:
@@ -210,10 +218,20 @@ class RunResult:
             out["maps"] = self.dump_maps()
         out["warnings"] = [str(p) for p in self.problems]
         out["engine"] = self.engine
+        out["handed_to_interp"] = dict(self.handed)
         return out
 
 
 ENGINES = ("vector", "interp")
+
+
+def engine_summary(engine: str, handed: Mapping[str, int], packets: int) -> str:
+    """RunResult.engine_summary: `engine` with the packets handed to the interpreter."""
+    if not handed:
+        return engine
+    n = sum(handed.values())
+    why = ", ".join(f"{r} ({c})" for r, c in sorted(handed.items()))
+    return f"{engine} ({n} of {packets} packets on the reference interpreter: {why})"
 
 
 @dataclass(eq=False)
@@ -231,6 +249,7 @@ class BatchResult:
     trace: list[TraceLine] = field(default_factory=list)
     meta: dict[int, bytes] = field(default_factory=dict)
     redirects: dict[int, tuple] = field(default_factory=dict)
+    handed: dict[str, int] = field(default_factory=dict)   # RunResult.handed, this batch
 
     @property
     def packets(self) -> int:
@@ -256,6 +275,7 @@ class _Collector:
         self._first_linktype: int | None = None
         self._out_snaplen = 0        # the largest snaplen of a batch, or output packet
         self.engine_note = "interp"
+        self.handed: dict[str, int] = {}
         if engine == "vector":
             from .vector import VectorProgram
             vp = VectorProgram(runner.interp, runner.program.prog_type)
@@ -341,6 +361,9 @@ class _Collector:
                "index": first + lanes,
                "ingress_ifindex": runner._xdp_args["ingress_ifindex"],
                "rx_queue_index": runner._xdp_args["rx_queue_index"]}
+        head = getattr(batch, "head", None)
+        if head is not None:
+            inp["head"] = head if len(lanes) == n else head[lanes]
         res = self.vprog.run(inp, seed=runner.seed)
         retval = np.zeros(n, np.uint32)
         retval[lanes] = res.retval & np.uint64(0xFFFFFFFF)
@@ -363,7 +386,9 @@ class _Collector:
             output = PacketBatch.from_packets(out_now, ts_ns=ts, wirelen=wl,
                                               linktype=batch.linktype, snaplen=snap,
                                               ts_nanos=batch.ts_nanos)
-        out = BatchResult(first, retval, insns, output)
+        out = BatchResult(first, retval, insns, output, handed=dict(res.handed))
+        for why, c in res.handed.items():
+            self.handed[why] = self.handed.get(why, 0) + c
         for i in np.flatnonzero(~run).tolist():
             out.skipped.append(_skip(batch, i, first, xdp))
         for j, f in sorted(res.faults.items()):
@@ -412,11 +437,15 @@ class _Collector:
         trace = [t for p in parts for t in p.trace]
         meta = {i: m for p in parts for i, m in p.meta.items()}
         redirects = {i: r for p in parts for i, r in p.redirects.items()}
+        handed: dict[str, int] = {}
+        for p in parts:
+            for why, c in p.handed.items():
+                handed[why] = handed.get(why, 0) + c
         retval = np.concatenate([p.retval for p in parts]) if parts else np.zeros(0, np.uint32)
         insns = np.concatenate([p.insns for p in parts]) if parts else np.zeros(0, np.uint64)
         return RunResult(self.runner.program, len(retval), retval, insns, output,
                          self.runner.maps, faults, skipped, trace, meta, redirects,
-                         list(problems), self.engine_note)
+                         list(problems), self.engine_note, handed)
 
 
 def _skip(batch, i, first, xdp) -> SkippedPacket:
@@ -490,6 +519,11 @@ class CaptureRun:
     @property
     def problems(self) -> list:
         return list(self._reader.problems)
+
+    @property
+    def handed(self) -> dict[str, int]:
+        """RunResult.handed so far."""
+        return dict(self._col.handed)
 
     def output_header(self) -> tuple[int, int, bool]:
         return self._col.output_header()

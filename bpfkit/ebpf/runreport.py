@@ -185,7 +185,7 @@ class RunReport:
             out.write("\n")
 
     def write_json(self, out, *, maps: Optional[dict] = None, problems=(),
-                   engine: str) -> None:
+                   engine: str, handed: Optional[dict] = None) -> None:
         """RunResult.to_json(dump_maps=maps is not None) as print_json prints it (one
         line); maps: RunResult.dump_maps()."""
         if not self.json:
@@ -216,7 +216,8 @@ class RunReport:
         if maps is not None:
             out.write(f',"maps":{_dumps(maps)}')
         out.write(f',"warnings":{_dumps([str(p) for p in problems])},'
-                  f'"engine":{_dumps(engine)}}}\n')
+                  f'"engine":{_dumps(engine)},'
+                  f'"handed_to_interp":{_dumps(dict(handed or {}))}}}\n')
 
     @staticmethod
     def _numbers(spool: _ArraySpool, out) -> None:

@@ -709,13 +709,17 @@ def open_capture(path, *, batch_packets: int = 65536, batch_bytes: int = 64 << 2
 
 
 def read_capture(path, *, strict: bool = False, linktype: Optional[int | str] = None,
-                 ) -> PacketBatch:
+                 head: int = 0) -> PacketBatch:
     """The whole capture as one batch (zero-copy: buf is the file's memory map).
+
+    `head` > 0 also fills PacketBatch.head with each packet's first `head` bytes, gathered
+    while the reader walks the records (the engines' loads then read one compact block).
 
     A pcapng file with interfaces of more than one link type raises CaptureError naming
     them, unless `linktype` (a value or libpcap name) selects the packets of one."""
     want = None if linktype is None else linktypes.value_of(linktype)
-    r = CaptureReader(path, batch_packets=1 << 62, batch_bytes=1 << 62, strict=strict)
+    r = CaptureReader(path, batch_packets=1 << 62, batch_bytes=1 << 62, strict=strict,
+                      _head=head)
     chunks = list(r._chunks())
     r._report_pending()
     seen = []

@@ -8,7 +8,8 @@ Pairs compared (each packet is one frame, the mac header at skb->data / xdp data
             (run_translation): the u32 return values must be equal.
 ``xdp``     the classic filter-mode vector interpreter (bpfkit.cbpf.vinterp.run_batch,
             libpcap semantics, wire length = captured length since XDP sees only the
-            frame) against the XDP translation on the eBPF interpreter (run_xdp): the
+            frame) against the XDP translation on the vector engine (engine="vector",
+            the default) or the eBPF interpreter (run_xdp; engine="interp"): the
             match decisions must be equal.  Frames under 14 bytes (the kernel refuses
             them) or over 3520 (multi-buffer XDP) are skipped and counted, and so are
             frames on which the classic program never returns (libpcap 1.10.3's
@@ -172,32 +173,39 @@ def _socket_pair(prog: Program, batch: PacketBatch, max_listed: int) -> PairResu
 
 
 def _xdp_pair(prog: Program, batch: PacketBatch, max_listed: int, match: int,
-              nomatch: int) -> PairResult:
+              nomatch: int, engine: str = "interp") -> PairResult:
     from ..ebpf import progtypes
     from .xdp import translate_xdp
+    right = "vector xdp" if engine == "vector" else "ebpf xdp"
     try:
         tr = translate_xdp(prog, match=match, nomatch=nomatch)
     except BpfError as e:
-        return PairResult("xdp", "cbpf filter", "ebpf xdp", 0, 0, len(batch), (), str(e))
+        return PairResult("xdp", "cbpf filter", right, 0, 0, len(batch), (), str(e))
     # XDP sees the captured bytes only: the wire length is the captured length
     seen = PacketBatch(batch.buf, batch.offset, batch.caplen, batch.caplen.copy(),
                        batch.ts_ns, batch.linktype, batch.snaplen, batch.ts_nanos)
     want, failed = _filter_decisions(prog, seen)
     interp = progtypes.load(tr.insns, progtypes.BPF_PROG_TYPE_XDP)
     values, reasons = [], {}
+    if engine == "vector":
+        vec, vfault = _vector_xdp_retvals(interp, batch)
     for i in range(len(batch)):
-        pkt = bytes(batch[i])
-        why = _xdp_size_reason(len(pkt)) or failed.get(i)
+        why = _xdp_size_reason(int(batch.caplen[i])) or failed.get(i)
         if why:
             _count(reasons, why)
             continue
         try:
-            got = _xdp_retval(interp, pkt)
+            if engine == "vector":
+                if i in vfault:
+                    raise ExecutionError(vfault[i])
+                got = vec[i]
+            else:
+                got = _xdp_retval(interp, bytes(batch[i]))
         except BpfError as e:
             _count(reasons, f"bpfkit: {e}")
             continue
         values.append((i, int(want[i] != 0), int(got == tr.match)))
-    return _pair("xdp", "cbpf filter", "ebpf xdp", values, batch, sum(reasons.values()),
+    return _pair("xdp", "cbpf filter", right, values, batch, sum(reasons.values()),
                  max_listed, reasons)
 
 
@@ -266,6 +274,23 @@ def _filter_decisions(prog: Program, seen: PacketBatch) -> tuple[np.ndarray, dic
         except ExecutionError as e:
             failed[i] = f"cbpf filter: {e}"
     return out, failed
+
+
+def _vector_xdp_retvals(interp, batch: PacketBatch) -> tuple[dict, dict]:
+    """The XDP verdicts of the frames a test run takes, on the vector engine over the
+    whole batch: ({index: verdict}, {index: budget fault detail}) (as _xdp_retval)."""
+    from ..ebpf import progtypes
+    from ..ebpf.vector import VectorProgram
+    cap = np.asarray(batch.caplen, np.int64)
+    idx = np.flatnonzero((cap >= _XDP_MIN) & (cap <= _XDP_MAX))
+    if not len(idx):
+        return {}, {}
+    inp = {"buf": batch.buf, "offset": np.asarray(batch.offset, np.int64)[idx],
+           "caplen": cap[idx], "ts_ns": np.asarray(batch.ts_ns, np.int64)[idx], "index": idx}
+    out = VectorProgram(interp, progtypes.BPF_PROG_TYPE_XDP).run(inp)
+    got = dict(zip(idx.tolist(), (out.retval & np.uint64(0xFFFFFFFF)).tolist()))
+    faults = {int(idx[j]): f.detail for j, f in out.faults.items() if f.kind == "budget"}
+    return got, faults
 
 
 def _xdp_retval(interp, pkt: bytes, **run_args) -> int:
@@ -450,19 +475,26 @@ def _kernel_mode(kernel):
 
 def compare_batch(prog: Program, batch: PacketBatch, *, max_listed: int = 10,
                   xdp_match: int | str = "pass", xdp_nomatch: int | str = "drop",
-                  kernel: bool | str = False) -> CompareReport:
+                  kernel: bool | str = False, engine: str = "vector") -> CompareReport:
     """Run every pair (see the module docstring) over `batch`.  kernel: True/"yes"
     (the kernel pairs too; UnavailableError when the kernel cannot take part), "auto"
     (the kernel pairs, listed as unavailable with the reason when it cannot), or
-    False/"no"."""
+    False/"no".  engine "vector" (default): the ``xdp`` pair's translation runs on the
+    vector engine, and the vector-* pairs check that engine against the interpreter;
+    "interp": the eBPF interpreter only (no vector-* pairs)."""
     from .xdp import _verdict
     mode = _kernel_mode(kernel)
+    if engine not in ("vector", "interp"):
+        raise UsageError(f"engine must be vector or interp, not {engine!r}")
     if _verdict(xdp_match) == _verdict(xdp_nomatch):
         raise UsageError("the XDP match and no-match verdicts must differ")
     pairs = (_socket_pair(prog, batch, max_listed),
-             _xdp_pair(prog, batch, max_listed, xdp_match, xdp_nomatch),
-             _vector_pair("vector-socket", prog, batch, max_listed, xdp_match, xdp_nomatch),
-             _vector_pair("vector-xdp", prog, batch, max_listed, xdp_match, xdp_nomatch))
+             _xdp_pair(prog, batch, max_listed, xdp_match, xdp_nomatch, engine))
+    if engine == "vector":
+        pairs += (_vector_pair("vector-socket", prog, batch, max_listed, xdp_match,
+                               xdp_nomatch),
+                  _vector_pair("vector-xdp", prog, batch, max_listed, xdp_match,
+                               xdp_nomatch))
     if mode:
         pairs += _kernel_pairs(prog, batch, max_listed, mode, xdp_match, xdp_nomatch)
     return CompareReport(len(batch), pairs)

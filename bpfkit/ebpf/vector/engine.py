@@ -24,7 +24,7 @@ whole program and says so.  It never guesses."""
 from __future__ import annotations
 
 import heapq
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -64,6 +64,8 @@ class LaneOutcome:
     meta: dict | None = None           # XDP: lane -> metadata bytes (when non-empty)
     redirects: dict | None = None      # XDP: lane -> redirect target
     waves: int = 0
+    # lanes the reference interpreter ran instead, by reason (VectorProgram._hand_over)
+    handed: dict = field(default_factory=dict)
 
 
 _LOOPS = 11          # register slot of the may_goto counter
@@ -86,18 +88,34 @@ def _norm(v):
 
 
 class _Group:
-    __slots__ = ("lanes", "regs", "frames")
+    """Lanes at one block, their registers and call frames, and `cnt`: the instructions
+    each lane has run (an int when equal on every lane, the common case, so that a
+    block costs no per-lane counting; an int64 array otherwise)."""
+    __slots__ = ("lanes", "regs", "frames", "cnt")
 
-    def __init__(self, lanes, regs, frames):
+    def __init__(self, lanes, regs, frames, cnt=0):
         self.lanes = lanes
         self.regs = regs
         self.frames = frames          # tuple of (return pc, saved regs)
+        self.cnt = cnt
 
     def take(self, sel: np.ndarray) -> "_Group":
-        regs = [r if r is None or _is_scalar(r) else r[sel] for r in self.regs]
-        frames = tuple((pc, [r if r is None or _is_scalar(r) else r[sel] for r in saved])
+        """The lanes selected by a boolean mask or an index array (in order)."""
+        if sel.dtype == bool:
+            # one nonzero pass, then take() per register: several times faster than a
+            # boolean index per register when the mask is irregular
+            sel = np.flatnonzero(sel)
+        regs = [r if r is None or _is_scalar(r) else r.take(sel) for r in self.regs]
+        frames = tuple((pc, [r if r is None or _is_scalar(r) else r.take(sel) for r in saved])
                        for pc, saved in self.frames)
-        return _Group(self.lanes[sel], regs, frames)
+        cnt = self.cnt if isinstance(self.cnt, int) else self.cnt.take(sel)
+        return _Group(self.lanes.take(sel), regs, frames, cnt)
+
+    def counts(self, sel=None):
+        """`cnt` of the lanes `sel` (all), as an int or an array."""
+        if isinstance(self.cnt, int) or sel is None:
+            return self.cnt
+        return self.cnt[sel]
 
 
 def _concat(parts: list[_Group]) -> _Group:
@@ -117,7 +135,13 @@ def _concat(parts: list[_Group]) -> _Group:
     frames = tuple((parts[0].frames[d][0], [cat([p.frames[d][1][r] for p in parts])
                                             for r in range(nr)])
                    for d in range(len(parts[0].frames)))
-    return _Group(np.concatenate([p.lanes for p in parts]), regs, frames)
+    cnts = [p.cnt for p in parts]
+    if all(isinstance(c, int) and c == cnts[0] for c in cnts):
+        cnt = cnts[0]
+    else:
+        cnt = np.concatenate([np.full(k, c, np.int64) if isinstance(c, int) else c
+                              for c, k in zip(cnts, n)])
+    return _Group(np.concatenate([p.lanes for p in parts]), regs, frames, cnt)
 
 
 class _Wave:
@@ -126,7 +150,8 @@ class _Wave:
     def __init__(self, prog: "VectorProgram", src: np.ndarray, inp: dict, slot: int = 0):
         W = len(src)
         self.slot = slot
-        self.abandoned: list[int] = []      # lanes left to the interpreter (_sweep)
+        self.abandoned: list[int] = []      # lanes left to the interpreter
+        self.handed: dict[str, int] = {}      # reason -> lanes (see _hand_over)
         self.W = W
         self.src = src
         self.retval = np.zeros(W, np.uint64)
@@ -141,6 +166,7 @@ class _Wave:
         self.buf = inp["buf"]
         self.frame_off = inp["offset"][src].astype(np.int64)
         self.frame_len = inp["caplen"][src].astype(np.int64)
+        self._head_cache(inp.get("head"), src)
         # XDP programs and the conformance "mem" mode both see the bytes in a page
         self.xdp = prog.prog_type == BPF_PROG_TYPE_XDP or prog.mem_mode
         self.mem_mode = prog.mem_mode
@@ -169,6 +195,34 @@ class _Wave:
         else:
             self.cb = np.zeros(W * (_CB[1] - _CB[0]), np.uint8)
             self.skb_vals = _SkbValues(self.buf, self.frame_off, self.frame_len)
+
+
+    def _head_cache(self, head, src: np.ndarray) -> None:
+        """PacketBatch.head of the wave's lanes (each packet's first bytes, next to each
+        other, filled by the capture reader while the bytes were in the CPU's caches):
+        loads inside it read one compact block instead of all over the capture.  A slice
+        (no copy) when the wave's lanes are consecutive input lanes."""
+        self.hflat = None
+        if head is None or not len(src) or head.ndim != 2 or head.dtype != np.uint8 \
+                or head.strides[1] != 1:
+            return
+        lo, hi = int(src[0]), int(src[-1]) + 1
+        rows = head[lo:hi] if hi - lo == len(src) and (np.diff(src) == 1).all() \
+            else np.ascontiguousarray(head[src])
+        self.hw, self.hstride = rows.shape[1], rows.strides[0]
+        span = (len(rows) - 1) * self.hstride + self.hw
+        self.hflat = np.lib.stride_tricks.as_strided(rows[0], (span,), (1,))
+
+    def packet_bytes(self, lanes: np.ndarray, off, size: int,
+                     big_endian: bool = False) -> np.ndarray:
+        """Bytes [off, off + size) of the lanes' captured packets (the caller has checked
+        them against caplen) as uint64 integers; `off` an int or an array."""
+        if self.hflat is not None and \
+                (int(off) if np.ndim(off) == 0 else int(off.max())) + size <= self.hw:
+            arena, where = self.hflat, lanes * self.hstride + off
+        else:
+            arena, where = self.buf, self.frame_off[lanes] + off
+        return unaligned_view(arena, size, big_endian)[where].astype(np.uint64)
 
 
 def materialize(w: "_Wave", lanes: np.ndarray) -> None:
@@ -262,31 +316,39 @@ class VectorProgram:
         return buf[:nbytes]
 
     def _check(self) -> str | None:
+        """Why the engine cannot run the program at all (its type), else None.  What it
+        does not run lane-parallel is handed over per lane instead (see _hand_over):
+        `handover` maps pc -> reason for instructions that hand every lane reaching them
+        to the interpreter, `interp_maps` map index -> reason for maps whose helper
+        calls do."""
+        self.handover: dict[int, str] = {}
+        self.interp_maps: dict[int, str] = {}
         if not self.mem_mode and self.prog_type not in (BPF_PROG_TYPE_XDP,
                                                           BPF_PROG_TYPE_SOCKET_FILTER):
             return f"program type {self.prog_type}"
+        from ..helper_ids import helper_name
         for pc, (i, op) in enumerate(zip(self.slots, self.ops)):
             if i is None:
                 continue
             if op.kind == "callx":
-                return f"callx at instruction {pc}"
+                self.handover[pc] = "callx"
             if op.kind == "call":
                 if i.src == isa.BPF_PSEUDO_CALL:
                     self.depth = isa.MAX_CALL_FRAMES
                 elif i.src != 0:
-                    return f"call kind {i.src} at instruction {pc}"
+                    self.handover[pc] = "kfunc call" if i.src == isa.BPF_PSEUDO_KFUNC_CALL \
+                        else f"call kind {i.src}"
                 elif i.imm not in VECTOR_HELPERS and not self.mem_mode:
-                    from ..helper_ids import helper_name
-                    return f"helper {helper_name(i.imm)}#{i.imm} at instruction {pc}"
+                    self.handover[pc] = f"helper {helper_name(i.imm)}"
             if op.kind == "lddw" and i.src == isa.BPF_PSEUDO_FUNC:
-                return f"callback address (lddw func) at instruction {pc}"
-        for m in self.maps:
-            if getattr(m, "type", None) not in SUPPORTED_MAP_TYPES:
-                t = getattr(m, "type", None)
-                return f"map {getattr(m, 'name', '?')!r} of type " \
-                       f"{t.name.lower() if isinstance(t, MapType) else t}"
+                self.handover[pc] = "callback (lddw func)"
+        for mi, m in enumerate(self.maps):
+            t = getattr(m, "type", None)
             if getattr(m, "_klru", None) is not None or getattr(m, "lru", False):
-                return f"LRU map {m.name!r}"
+                self.interp_maps[mi] = f"LRU map {getattr(m, 'name', '?')!r}"
+            elif t not in SUPPORTED_MAP_TYPES:
+                self.interp_maps[mi] = f"map {getattr(m, 'name', '?')!r} of type " \
+                    f"{t.name.lower() if isinstance(t, MapType) else t}"
         return None
 
     # --- running ------------------------------------------------------------------------
@@ -310,12 +372,25 @@ class VectorProgram:
         meta: dict = {}
         redirects: dict = {}
         waves = 0
+        handed: dict[str, int] = {}
         out = (retval, insns, faults, trace, packets, meta, redirects)
+        mostly_handed = False
         for lo in range(0, n, wave_size):
             pending = np.arange(lo, min(n, lo + wave_size), dtype=np.int64)
+            if mostly_handed:
+                # the program hands (nearly) every packet to the interpreter: running
+                # the lanes as a wave first would only add work (sequential semantics
+                # hold: the earlier waves are committed)
+                self._interp_lanes(inp, pending, seed, out)
+                why = "the rest of the batch, after a wave that handed over 90% or more"
+                handed[why] = handed.get(why, 0) + len(pending)
+                continue
             waves += 1
             w = _Wave(self, pending, inp)
             self._execute(w, seed)
+            for why, c in w.handed.items():
+                handed[why] = handed.get(why, 0) + c
+            mostly_handed = w.W >= 64 and len(w.abandoned) * 10 >= w.W * 9
             if w.maps is None:
                 ab = np.zeros(w.W, bool)
                 ab[w.abandoned] = True
@@ -326,7 +401,7 @@ class VectorProgram:
                 continue
             self._settle(w, inp, pending, seed, out)
         return LaneOutcome(retval, insns, faults, trace, packets, meta if xdp else None,
-                           redirects if xdp else None, waves)
+                           redirects if xdp else None, waves, handed)
 
     def _settle(self, w: _Wave, inp: dict, pending: np.ndarray, seed: int, out) -> None:
         """Make a wave's map effects sequential (see mapwave).  Lanes that read what an
@@ -520,7 +595,7 @@ class VectorProgram:
             g = _concat(parts)
             visits += 1
             if visits > patience and len(g.lanes) <= 4:
-                w.abandoned.extend(g.lanes.tolist())
+                self._hand_over(w, g, "long loops on few packets")
                 continue
             self._run_block(w, g, self.blocks[key[0]], pending, heap)
 
@@ -538,7 +613,8 @@ class VectorProgram:
     # --- one block ------------------------------------------------------------------------
     def _run_block(self, w: _Wave, g: _Group, b: cfg.Block, pending, heap) -> None:
         n_insns = len(b.pcs)
-        risky = bool((w.insns[g.lanes] + n_insns > self.budget).any())
+        c = g.cnt
+        risky = (c if isinstance(c, int) else int(c.max())) + n_insns > self.budget
         skip = 0
         for k, pc in enumerate(b.pcs):
             if skip:
@@ -552,10 +628,10 @@ class VectorProgram:
                 continue
             if risky:
                 # interp: `if count >= budget` before each instruction; the count stays
-                over = w.insns[g.lanes] + k >= self.budget
+                over = np.broadcast_to(g.cnt + k >= self.budget, (len(g.lanes),))
                 if over.any():
                     lanes = g.lanes[over]
-                    w.insns[lanes] += k
+                    w.insns[lanes] = g.counts(over) + k
                     w.retval[lanes] = 0
                     for l_ in lanes.tolist():
                         w.faults[l_] = Fault(pc, "budget", f"instruction budget of "
@@ -566,13 +642,19 @@ class VectorProgram:
             g = self._insn(w, g, pc, k)
             if not len(g.lanes):
                 return
-        w.insns[g.lanes] += n_insns
+        g.cnt = g.cnt + n_insns
         last = self.slots[b.pcs[-1]]
         op = self.ops[b.pcs[-1]]
         if b.term == "jcond":
             taken = self._cond(g, last, op)
-            self._queue(pending, heap, b.target, g.take(taken))
-            self._queue(pending, heap, b.follow, g.take(~taken))
+            t = np.flatnonzero(taken)
+            if len(t) == len(g.lanes):
+                self._queue(pending, heap, b.target, g)
+            elif not len(t):
+                self._queue(pending, heap, b.follow, g)
+            else:
+                self._queue(pending, heap, b.target, g.take(t))
+                self._queue(pending, heap, b.follow, g.take(np.flatnonzero(~taken)))
         elif b.term == "ja":
             self._queue(pending, heap, b.target, g)
         elif b.term == "may_goto":
@@ -592,16 +674,18 @@ class VectorProgram:
         elif b.term == "exit":
             if not g.frames:
                 w.retval[g.lanes] = g.regs[0]
+                w.insns[g.lanes] = g.cnt
                 return
             r0 = g.regs[0]
             ret_pc, saved = g.frames[-1]
-            g = _Group(g.lanes, list(saved), g.frames[:-1])
+            g = _Group(g.lanes, list(saved), g.frames[:-1], g.cnt)
             g.regs[0] = r0
             self._queue(pending, heap, ret_pc, g)
         elif b.term == "call":
             depth = len(g.frames) + 1
             if depth >= isa.MAX_CALL_FRAMES:
                 lanes = g.lanes
+                w.insns[lanes] = g.cnt
                 for l_ in lanes.tolist():
                     w.faults[l_] = Fault(b.pcs[-1], "call_depth",
                                          f"more than {isa.MAX_CALL_FRAMES} call frames")
@@ -618,7 +702,7 @@ class VectorProgram:
             # each frame's stack starts zeroed, as the interpreter's _new_frame does
             self._zero_frame(w, g.lanes, depth)
             self._queue(pending, heap, b.target,
-                        _Group(g.lanes, regs, g.frames + ((b.follow, saved),)))
+                        _Group(g.lanes, regs, g.frames + ((b.follow, saved),), g.cnt))
 
     def _zero_frame(self, w: _Wave, lanes: np.ndarray, depth: int) -> None:
         base = lanes * (self.depth * STACK_SIZE) + depth * STACK_SIZE
@@ -640,12 +724,14 @@ class VectorProgram:
         """Lanes in `mask` end normally with r0 = 0 after instruction k of the block (a
         failed LD_ABS/LD_IND: the verifier's ld_abs epilogue)."""
         lanes = g.lanes[mask]
-        w.insns[lanes] += k + 1
+        w.insns[lanes] = g.counts(mask) + k + 1
         w.retval[lanes] = 0
         return g.take(~mask)
 
     # --- one instruction --------------------------------------------------------------------
     def _insn(self, w: _Wave, g: _Group, pc: int, k: int) -> _Group:
+        if pc in self.handover:
+            return self._hand_over(w, g, self.handover[pc])
         insn, op = self.slots[pc], self.ops[pc]
         kind = op.kind
         regs = g.regs
@@ -676,7 +762,7 @@ class VectorProgram:
         elif kind == "lddw":
             g = self._lddw(w, g, insn, pc, k)
         elif kind in ("ldx", "ldxs"):
-            addr = _arr(regs[insn.src] + U64(insn.off & _M64), len(g.lanes))
+            addr = regs[insn.src] + U64(insn.off & _M64)
             v, bad = self._load(w, g, addr, op.size)
             if kind == "ldxs":
                 v = A.sext(v, 8 * op.size).view(U64)
@@ -700,6 +786,20 @@ class VectorProgram:
         else:  # pragma: no cover - _check refuses the rest
             raise ExecutionError(f"vector engine: instruction kind {kind}")
         return g
+
+    def _hand_over(self, w: _Wave, g: _Group, why: str, mask=None) -> _Group:
+        """Lanes (all of g, or those in `mask`) that reach what the engine does not run
+        lane-parallel (helpers such as ringbuf/perf output or tail calls, LRU and other
+        map types, kfuncs, callbacks; a loop that keeps a few lanes going) leave the
+        wave: nothing of theirs is kept, and the reference interpreter runs each of
+        them again from the start, in capture order with respect to every map effect
+        (run: after the wave when it has no maps; _settle/_walk: between the other lanes'
+        commits).  Maps only these lanes touch therefore see the packets in order.
+        Returns the lanes that stay."""
+        lanes = g.lanes if mask is None else g.lanes[mask]
+        w.abandoned.extend(lanes.tolist())
+        w.handed[why] = w.handed.get(why, 0) + len(lanes)
+        return g.take(np.zeros(len(g.lanes), bool) if mask is None else ~mask)
 
     def _fused(self, w: _Wave, g: _Group, pc: int, k: int) -> _Group:
         """`rA = *(uS *)(rP + o); rA += x; *(uS *)(rP + o) = rA` with rA dead after: on
@@ -749,7 +849,7 @@ class VectorProgram:
     def _fault(self, w: _Wave, g: _Group, bad: tuple, k: int, pc: int) -> _Group:
         mask, kinds, details, regions = bad
         lanes = g.lanes[mask]
-        w.insns[lanes] += k + 1
+        w.insns[lanes] = g.counts(mask) + k + 1
         w.retval[lanes] = 0
         for l_, kd, d, r in zip(lanes.tolist(), kinds, details, regions):
             w.faults[l_] = Fault(pc, kd, d, None, 0, r)
@@ -836,6 +936,26 @@ class VectorProgram:
         return segs, bad
 
     @staticmethod
+    def _load_in_place(w: _Wave, lanes: np.ndarray, addr: np.ndarray, size: int):
+        """The common XDP load, short of _locate's generality: every lane reads inside
+        its own packet and no lane of the wave has a frame yet (so data_meta == data ==
+        XDP_PACKET_HEADROOM and frame byte o is packet byte o - headroom in the capture
+        buffer).  None when that is not the case for all the lanes."""
+        if _is_scalar(addr):
+            # the same address on every lane (a constant offset from `data`, which is
+            # the same synthetic address for all the lanes)
+            region, off = (int(x[0]) for x in decode(np.array([addr], np.uint64)))
+            if region != REGION_PACKET or off < XDP_PACKET_HEADROOM:
+                return None
+        else:
+            region, off = decode(addr)
+            if not (region == REGION_PACKET).all() or off.min() < XDP_PACKET_HEADROOM:
+                return None
+        if not (off + size <= w.data_end[lanes]).all():
+            return None
+        return w.packet_bytes(lanes, off - XDP_PACKET_HEADROOM, size)
+
+    @staticmethod
     def _bad_tuple(n: int, bad: dict):
         if not bad:
             return None
@@ -845,8 +965,13 @@ class VectorProgram:
         return (mask, [bad[j][0] for j in keys], [bad[j][1] for j in keys],
                 [bad[j][2] for j in keys])
 
-    def _load(self, w: _Wave, g: _Group, addr: np.ndarray, size: int):
+    def _load(self, w: _Wave, g: _Group, addr, size: int):
         n = len(g.lanes)
+        if w.xdp and not w.n_mat:
+            v = self._load_in_place(w, g.lanes, addr, size)
+            if v is not None:
+                return v, None
+        addr = _arr(addr, n)
         out = np.zeros(n, np.uint64)
         segs, bad = self._locate(w, g.lanes, addr, size, False)
         for pos, tag, arena, byte, extra in segs:
@@ -966,6 +1091,8 @@ class VectorProgram:
         if insn.src in (isa.BPF_PSEUDO_MAP_FD, isa.BPF_PSEUDO_MAP_IDX):
             g.regs[insn.dst] = U64(_MAP_HANDLE_BASE + mi * _MAP_HANDLE_STRIDE)
             return g
+        if mi in self.interp_maps:
+            return self._hand_over(w, g, self.interp_maps[mi])
         ptr = w.maps.direct_value(g.lanes, mi)
         g.regs[insn.dst] = ptr + U64(insn.imm >> 32)
         return g
@@ -1057,7 +1184,6 @@ class VectorProgram:
             # the common case: a constant offset from skb->data
             off = data_off + insn.imm
             ok = np.broadcast_to(off + size <= flen, (n,))
-            where = w.frame_off[g.lanes] + off
         else:
             if op.kind == "ldabs":
                 kk = np.full(n, insn.imm, np.int64)
@@ -1068,22 +1194,28 @@ class VectorProgram:
                                     kk - SKF_LL_OFF))
             ok = (kk >= SKF_LL_OFF) & (off >= 0) & (off + size <= flen)
             ok = np.broadcast_to(ok, (n,)).copy()
-            where = w.frame_off[g.lanes] + off
-        view = unaligned_view(w.buf, size, big_endian=True)
         if ok.all():
-            v = view[where].astype(np.uint64)
-        else:
-            v = np.zeros(n, np.uint64)
-            good = np.flatnonzero(ok)
-            v[good] = view[where[good]]
+            g.regs[0] = w.packet_bytes(g.lanes, off, size, big_endian=True)
+            return g
+        good = np.flatnonzero(ok)
+        v = np.zeros(n, np.uint64)
+        if len(good):
+            v[good] = w.packet_bytes(g.lanes[good], off if np.ndim(off) == 0 else off[good],
+                                     size, big_endian=True)
         g.regs[0] = v
-        if not ok.all():
-            g = self._end_lanes(w, g, ~ok, k)
-        return g
+        return self._end_lanes(w, g, ~ok, k)
 
     # --- helpers --------------------------------------------------------------------------------
     def _call(self, w: _Wave, g: _Group, insn, pc: int, k: int) -> _Group:
         hid = insn.imm
+        if self.interp_maps and hid in (1, 2, 3, 51) and not w.mem_mode:
+            mi = self._map_index(_arr(g.regs[1], len(g.lanes)))
+            for m in np.unique(mi).tolist():
+                if m in self.interp_maps:
+                    g = self._hand_over(w, g, self.interp_maps[m], mi == m)
+                    mi = mi[mi != m]
+            if not len(g.lanes):
+                return g
         n = len(g.lanes)
         regs = g.regs
         r = [_arr(regs[i], n) for i in range(6)]
@@ -1123,7 +1255,7 @@ class VectorProgram:
                 vals[j] = v
             # a lane ending through HelperExit: retval = its value, no fault
             lanes = g.lanes[mask]
-            w.insns[lanes] += k + 1
+            w.insns[lanes] = g.counts(mask) + k + 1
             w.retval[lanes] = vals[mask]
             for j in exits:
                 bad.pop(j, None)
