@@ -30,10 +30,11 @@ eBPF (--ebpf --type xdp|socket):
   defined with --map NAME:TYPE:KEY_SIZE:VALUE_SIZE:MAX_ENTRIES[:FLAGS], in order; the
   program names them as `r1 = NAME ll` (raw bytes: lddw src=5 imm=N, the first
   --map being map 0).
-  The program runs on the reference interpreter, one packet at a time in capture
-  order, as consecutive BPF_PROG_TEST_RUN calls would: maps keep their contents from
-  packet to packet, bpf_ktime_get_ns() is the packet's capture time and
-  bpf_get_prandom_u32() a generator seeded by --seed.  Packets must be Ethernet
+  The program runs on the vector engine (--engine interp: the reference interpreter)
+  with the results of running the packets one at a time in capture order, as
+  consecutive BPF_PROG_TEST_RUN calls would: maps keep their contents from packet to
+  packet, bpf_ktime_get_ns() is the packet's capture time and bpf_get_prandom_u32()
+  draws a sequence fixed by --seed and the packet's number.  Packets must be Ethernet
   frames (both program types see the frame from the mac header on, as in the
   kernel's test run); a packet the kernel would refuse (< 14 bytes) or bpfkit cannot
   model (XDP over 3520 bytes) is skipped and listed.
