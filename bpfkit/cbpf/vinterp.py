@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import heapq
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Optional
 
 import numpy as np
 
@@ -247,6 +247,7 @@ class _Runner:
         # PacketBatch.head): loads inside it read there, a few MB the CPU caches hold,
         # instead of all over the capture.  Same big-endian views, at every byte of it.
         self.hwidth = 0
+        self.every = None               # run_batch's first lanes: every packet, in order
         head = getattr(batch, "head", None)
         if (head is not None and head.dtype == np.uint8 and head.ndim == 2
                 and len(head) == len(self.offset) and len(head) and head.shape[1] >= 4
@@ -266,8 +267,14 @@ class _Runner:
         """Keep the lanes whose [pos, pos+size) lies inside the captured bytes; the
         others finish with 0 (bpf_filter's `return 0`).  ``pos`` is an int (absolute
         loads) or an int64 array (X + k).  Returns (lanes, value)."""
-        ok = self.caplen.take(ln.idx) >= pos + size
+        whole = ln.idx is self.every and isinstance(pos, int)
+        if whole:
+            # every packet of the batch, in order (the program's first loads): no gathers
+            ok = self.caplen >= pos + size
+        else:
+            ok = self.caplen.take(ln.idx) >= pos + size
         if not ok.all():
+            whole = False
             ix = np.flatnonzero(ok)
             ln = ln.take(ok)
             if not isinstance(pos, int):
@@ -275,6 +282,12 @@ class _Runner:
         if self.hwidth:
             if isinstance(pos, int):
                 if pos + size <= self.hwidth:
+                    if whole:
+                        # the column of the head at pos: a strided view, one typed copy
+                        first = self.head[0, pos:pos + size].view(self.hviews[size].dtype)
+                        col = np.lib.stride_tricks.as_strided(first, (len(ln),),
+                                                              (self.hstride,))
+                        return ln, col.astype(_U32)
                     return ln, self.hviews[size][ln.idx * self.hstride + pos].astype(_U32)
                 inside = None
             else:
@@ -425,9 +438,14 @@ class _Runner:
         else:
             entry = None
         a = ln.a
-        i = np.searchsorted(ch.keys, a)
-        np.minimum(i, len(ch.keys) - 1, out=i)
-        hit = ch.keys[i] == a
+        if ch.slots is not None:
+            mult, shift, table = ch.slots
+            i = table.take((np.asarray(a, _U32) * mult) >> shift)
+            hit = ch.keys.take(i) == a
+        else:
+            i = np.searchsorted(ch.keys, a)
+            np.minimum(i, len(ch.keys) - 1, out=i)
+            hit = ch.keys[i] == a
         if entry is not None:
             hit &= ch.where[i] >= entry
         nhit = int(np.count_nonzero(hit))
@@ -498,6 +516,12 @@ class _Chain:
     where: np.ndarray        # int64, address of the test of each sorted key
     target: np.ndarray       # int64, its true target
     miss: int                # the last test's false target
+    # (multiplier, shift, table): keys[table[(A * multiplier mod 2^32) >> shift]] is
+    # the only key that can equal A (a collision-free multiplicative hash of the keys;
+    # an empty slot holds 0, whose key differs from A since A's slot would hold it).
+    # A hash lookup is ~10x cheaper than numpy's binary search (searchsorted) of
+    # unsorted values.  None: no multiplier found; the sorted search is used.
+    slots: Optional[tuple] = None
 
 
 def _jeq_chains(insns: tuple[Insn, ...]) -> dict[int, _Chain]:
@@ -520,14 +544,36 @@ def _jeq_chains(insns: tuple[Insn, ...]) -> dict[int, _Chain]:
             targets = [pc + j + 1 + i.jt for j, i in enumerate(run)]
             if len(set(keys)) == len(keys) and min(targets) > end:
                 order = np.argsort(np.array(keys, np.uint32), kind="stable")
-                chains[pc] = _Chain(pc, end, np.array(keys, np.uint32)[order],
-                                    (pc + order).astype(np.int64),
+                sk = np.array(keys, np.uint32)[order]
+                chains[pc] = _Chain(pc, end, sk, (pc + order).astype(np.int64),
                                     np.array(targets, np.int64)[order],
-                                    end + 1 + insns[end].jf)
+                                    end + 1 + insns[end].jf, _hash_slots(sk))
                 pc = end + 1
                 continue
         pc = max(end, pc) + 1
     return chains
+
+
+def _hash_slots(keys: np.ndarray) -> Optional[tuple]:
+    """_Chain.slots for the sorted, distinct uint32 `keys`: a table of 2^b slots, at
+    least 64 per key (so that a random odd multiplier is collision-free most of the
+    time), multipliers tried in a fixed order.  None when none of them fits."""
+    n = len(keys)
+    bits = max(8, (64 * n - 1).bit_length())
+    if bits > 20:
+        return None
+    shift = np.uint32(32 - bits)
+    x = 0x9E3779B9
+    for _ in range(64):
+        # (odd multipliers from a fixed 32-bit LCG; numpy.random is not imported for it)
+        x = (x * 1664525 + 1013904223) & 0xFFFFFFFF
+        mult = np.uint32(x | 1)
+        h = (keys * mult) >> shift
+        if len(np.unique(h)) == n:
+            table = np.zeros(1 << bits, np.int64)
+            table[h] = np.arange(n)
+            return mult, shift, table
+    return None
 
 
 @dataclass(frozen=True)
@@ -590,8 +636,8 @@ def run_batch(prog: Program, batch: "PacketBatch") -> np.ndarray:
             heapq.heappush(heap, addr)
         pending[addr].append(ln)
 
-    push(0, _Lanes(np.arange(n, dtype=np.int64), np.zeros(n, _U32), np.zeros(n, _U32),
-                   {}, None))
+    runner.every = np.arange(n, dtype=np.int64)
+    push(0, _Lanes(runner.every, np.zeros(n, _U32), np.zeros(n, _U32), {}, None))
     while heap:
         addr = heapq.heappop(heap)
         parts = pending.pop(addr, None)
