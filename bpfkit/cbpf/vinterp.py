@@ -232,6 +232,8 @@ class _Runner:
         self.buf = batch.buf
         self.offset = np.asarray(batch.offset, np.int64)
         self.caplen = np.asarray(batch.caplen, np.int64)
+        # the shortest packet: a load that fits in it fits in every packet of the batch
+        self.mincap = int(self.caplen.min()) if len(self.caplen) else 0
         self.wirelen = np.asarray(batch.wirelen, _U32)
         self.result = np.zeros(len(batch), _U32)
         # Big-endian views of the buffer at every byte offset (stride 1, unaligned): a
@@ -268,26 +270,30 @@ class _Runner:
         others finish with 0 (bpf_filter's `return 0`).  ``pos`` is an int (absolute
         loads) or an int64 array (X + k).  Returns (lanes, value)."""
         whole = ln.idx is self.every and isinstance(pos, int)
-        if whole:
-            # every packet of the batch, in order (the program's first loads): no gathers
-            ok = self.caplen >= pos + size
-        else:
-            ok = self.caplen.take(ln.idx) >= pos + size
-        if not ok.all():
-            whole = False
-            ix = np.flatnonzero(ok)
-            ln = ln.take(ok)
-            if not isinstance(pos, int):
-                pos = pos.take(ix)
+        top = pos if isinstance(pos, int) else (int(pos.max()) if len(pos) else 0)
+        if top + size > self.mincap:      # (else inside every packet: nothing to check)
+            if whole:
+                # every packet of the batch, in order (the first loads): no gather
+                ok = self.caplen >= pos + size
+            else:
+                ok = self.caplen.take(ln.idx) >= pos + size
+            if not ok.all():
+                whole = False
+                ix = np.flatnonzero(ok)
+                ln = ln.take(ok)
+                if not isinstance(pos, int):
+                    pos = pos.take(ix)
         if self.hwidth:
             if isinstance(pos, int):
                 if pos + size <= self.hwidth:
-                    if whole:
-                        # the column of the head at pos: a strided view, one typed copy
+                    if whole or 4 * len(ln) >= len(self.head):
+                        # the column of the head at pos (a strided view, one typed copy
+                        # of every packet's value), then, for some of the packets, a
+                        # typed take from it: cheaper than gathering unaligned values
                         first = self.head[0, pos:pos + size].view(self.hviews[size].dtype)
-                        col = np.lib.stride_tricks.as_strided(first, (len(ln),),
-                                                              (self.hstride,))
-                        return ln, col.astype(_U32)
+                        col = np.lib.stride_tricks.as_strided(first, (len(self.head),),
+                                                              (self.hstride,)).astype(_U32)
+                        return ln, col if whole else col.take(ln.idx)
                     return ln, self.hviews[size][ln.idx * self.hstride + pos].astype(_U32)
                 inside = None
             else:
