@@ -505,10 +505,10 @@ class _Runner:
 # libpcap compiles `host a or host b or ...` (and port lists, and `ether proto` lists) to
 # runs of `jeq #k_i jt T_i jf <next>`: A against one key after another, the false branch
 # falling into the next test.  Run one at a time, each test splits all the lanes still
-# in the run.  Instead the whole run is one sorted lookup: a lane goes to T_i for the
-# first key equal to A (from the test it entered the run at), else to the last test's
-# false target.  Lanes may enter a run in its middle (a jump to one of its tests); they
-# are only matched against the keys from there on.
+# in the run.  Instead the whole run is one lookup (a hash of the keys, _Chain.slots):
+# a lane goes to T_i for the first key equal to A (from the test it entered the run at),
+# else to the last test's false target.  Lanes may enter a run in its middle (a jump to
+# one of its tests); they are only matched against the keys from there on.
 
 MIN_CHAIN = 4
 _JEQ_K = BPF_JMP | BPF_JEQ | BPF_K
