@@ -75,6 +75,39 @@ def test_vs_scalar_tcpdump_programs(expr):
     assert got.tolist() == _scalar(prog, batch).tolist()
 
 
+@pytest.mark.tcpdump
+@pytest.mark.parametrize("hashed", [True, False])
+def test_jeq_runs_and_heads(hashed, monkeypatch, tmp_path):
+    """Runs of jeq tests (host and port lists) are one lookup: through a hash of the
+    keys, or a sorted search when there is no hash.  Loads read the packet heads the
+    reader gathers: a column for all or most lanes, a gather for few, no bounds check
+    inside the shortest packet.  Both lookups equal the scalar interpreter on batches
+    read with heads (truncated packets included)."""
+    import random
+    from bpfkit.cbpf import vinterp
+    from bpfkit.pcap import CaptureReader, write_capture
+    if not hashed:
+        monkeypatch.setattr(vinterp, "_hash_slots", lambda keys: None)
+    monkeypatch.setattr(vinterp, "_plans", {})
+    rng = random.Random(7)
+    pkts = [synthetic_packet(rng) for _ in range(600)]
+    path = tmp_path / "in.pcap"
+    write_capture(path, _batch(pkts))
+    exprs = [" or ".join(f"host 10.0.0.{i}" for i in range(1, 13)),
+             "port 53 or port 80 or port 443 or port 22 or port 8080 or port 1234",
+             "vlan and (tcp port 80 or udp port 53)", "tcp[tcpflags] & tcp-syn != 0"]
+    with CaptureReader(path, _head=64, batch_packets=256) as reader:
+        batches = list(reader)
+    assert batches and all(b.head is not None for b in batches)
+    for expr in exprs:
+        prog = tcpdump_program(expr)
+        chains = vinterp._jeq_chains(prog.insns)
+        if expr.startswith(("host", "port")):
+            assert chains and all((c.slots is not None) == hashed for c in chains.values())
+        for b in batches:
+            assert run_batch(prog, b).tolist() == _scalar(prog, b).tolist(), expr
+
+
 def test_empty_batch():
     assert run_batch([(0x06, 0, 0, 1)], PacketBatch.from_packets([])).tolist() == []
 

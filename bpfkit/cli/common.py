@@ -1,7 +1,6 @@
 """Helpers shared by the CLI subcommands: exit codes, stderr, JSON output."""
 from __future__ import annotations
 
-import json
 import sys
 
 EXIT_OK = 0
@@ -14,5 +13,6 @@ def eprint(*a) -> None:
 
 
 def print_json(obj) -> None:
+    import json         # (only here: most runs print no JSON, and it costs ~1.5 ms)
     json.dump(obj, sys.stdout, separators=(",", ":"))
     sys.stdout.write("\n")

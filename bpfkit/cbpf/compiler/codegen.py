@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import ipaddress
 import re
-import socket
 
 from ...errors import CompileError
 from ..isa import (BPF_ABS, BPF_ADD, BPF_ALU, BPF_AND, BPF_B, BPF_DIV, BPF_H, BPF_IMM,
@@ -1094,6 +1093,7 @@ class CodeGen:
         self.error("syntax error in filter expression")
 
     def _gen_host_name(self, name: str, q: A.Qual) -> Block:
+        import socket       # (imported when a host name is resolved: ~5 ms)
         try:
             res = socket.getaddrinfo(name, None, socket.AF_UNSPEC, socket.SOCK_STREAM,
                                      socket.IPPROTO_TCP)

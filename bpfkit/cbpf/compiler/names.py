@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 
 PROTO_UNDEF = -1
 IPPROTO_TCP, IPPROTO_UDP = 6, 17
@@ -47,6 +46,7 @@ def _service(name: str, proto: str) -> int | None:
     if not os.path.exists("/etc/services"):
         tcp, udp = _BUILTIN_SERVICES.get(name, (None, None))
         return tcp if proto == "tcp" else udp
+    import socket       # (imported when a name is looked up: ~5 ms)
     try:
         return socket.getservbyname(name, proto)
     except OSError:
@@ -91,6 +91,7 @@ def getprotobyname(name: str) -> int | None:
     """pcap_nametoproto: the protocol number of `name`, or None."""
     if not os.path.exists("/etc/protocols"):
         return _BUILTIN_PROTOCOLS.get(name)
+    import socket
     try:
         return socket.getprotobyname(name)
     except OSError:
