@@ -20,12 +20,14 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Any
 
+import numpy as np
+
 from ...errors import UnsupportedError
 from .base import BpfMap, ValueRef, _b
 from .buckets import BucketOrder
 from .consts import (BPF_ANY, BPF_EXIST, BPF_F_LOCK, BPF_F_NO_COMMON_LRU, BPF_NOEXIST, E2BIG,
                      EEXIST, EINVAL, ENOENT, ENOMEM, ENOTSUPP, round_up, roundup_pow_of_two)
-from .jhash import htab_hash
+from .jhash import htab_hash, htab_hash_many
 from .lru_kernel import KernelLru
 from .slab import Slab
 from .spec import MapSpec, htab_max_entries, inner_compatible
@@ -312,6 +314,32 @@ class HashMap(BpfMap):
 
     def delete_raw(self, key, cpu=0):
         return self._sys_delete(_b(key))
+
+    def insert_many(self, keys: list[bytes], values, cpu: int = 0,
+                    hashes: list[int] | None = None) -> bool:
+        """update_raw(keys[i], values[i], BPF_ANY, cpu) for each i in order, where every
+        key is new and the map has room for all of them (no eviction, no E2BIG): what
+        the vector engine commits for a run of new flows, with the rows written in one
+        numpy operation.  values: uint8 [n, value_size]; hashes: htab_hash of each key
+        if the caller has them.  False, and nothing changed,
+        when that precondition does not hold (the caller then updates one by one)."""
+        n = len(keys)
+        if self._slab is None or self.lru or len(self._elems) + n > self.capacity:
+            return False
+        if len(set(keys)) != n or any(k in self._elems for k in keys):
+            return False
+        slab, order, known, elems = self._slab, self._order, self._hash, self._elems
+        rows = slab.alloc_many(n)
+        slab.scatter(np.array(rows, np.int64), values[:, :self.value_size],
+                     at=cpu * self.stride if self.percpu else 0)
+        if hashes is None:
+            hashes = htab_hash_many(
+                np.frombuffer(b"".join(keys), np.uint8).reshape(n, self.key_size), cache=False)
+        for k, row, h in zip(keys, rows, hashes):
+            known[k] = h
+            elems[k] = row
+            order.add_head(k, h)
+        return True
 
 
 class PercpuHashMap(HashMap):

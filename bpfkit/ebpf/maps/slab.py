@@ -26,69 +26,39 @@ import weakref
 import numpy as np
 
 
-class Slab:
-    def __init__(self, width: int, first_rows: int = 1024):
-        self.width = max(8, (width + 7) & ~7)      # u64 views need whole words
-        self.pages: list[np.ndarray] = []          # uint8 [rows, width] each
-        self.starts: list[int] = []                # first row of each page
-        self.rows = 0                              # rows handed out so far (high mark)
-        self._first = max(1, first_rows)
-        self._views: dict[int, memoryview] = {}    # live rows
-        self._free: list[int] = []                 # rows that may be reused
-        self._held: dict[int, weakref.ref] = {}    # freed rows a memoryview still uses
+class Rows:
+    """Rows of `width` bytes (a multiple of 8) in pages (uint8 [rows, width] each,
+    pages[k] holding rows starts[k]...): the vector engine's access to many values at
+    once.  Array maps are one page over their own storage (Rows.over)."""
 
-    # --- rows ---------------------------------------------------------------------------
-    def _grow(self) -> None:
-        n = self._first if not self.pages else self.rows
-        self.starts.append(self.rows)
-        self.pages.append(np.zeros((n, self.width), np.uint8))
+    def __init__(self, width: int):
+        self.width = width
+        self.pages: list[np.ndarray] = []
+        self.starts: list[int] = []
 
-    def _locate(self, row: int) -> tuple[np.ndarray, int]:
-        p = len(self.starts) - 1
-        while self.starts[p] > row:
-            p -= 1
-        return self.pages[p], row - self.starts[p]
+    @classmethod
+    def over(cls, page: np.ndarray) -> "Rows":
+        r = cls(page.shape[1])
+        r.pages, r.starts = [page], [0]
+        return r
 
-    def alloc(self) -> int:
-        """A zeroed row for a new element."""
-        if self._free:
-            row = self._free.pop()
-            page, r = self._locate(row)
-            page[r] = 0
-        else:
-            if not self.pages or self.rows == self.starts[-1] + len(self.pages[-1]):
-                self._grow()
-            row = self.rows
-            self.rows += 1
-        page, r = self._locate(row)
-        self._views[row] = memoryview(page[r])
-        return row
-
-    def free(self, row: int) -> None:
-        """The element of `row` is gone; the row is reused once its memoryview dies."""
-        mv = self._views.pop(row)
-
-        def dead(_ref, row=row):
-            if self._held.pop(row, None) is not None:
-                self._free.append(row)
-
-        self._held[row] = weakref.ref(mv, dead)
-        del mv        # the last reference, unless someone still holds a ValueRef
-
-    def view(self, row: int) -> memoryview:
-        return self._views[row]
-
-    # --- many rows at once (the vector engine) -----------------------------------------------
     def _pages_of(self, rows: np.ndarray):
         """(page, in-page row indices, positions in `rows`) for each page `rows` touch."""
-        starts = np.asarray(self.starts, np.int64)
-        p = np.searchsorted(starts, rows, side="right") - 1
         if len(self.pages) == 1:
             yield self.pages[0], rows, slice(None)
             return
+        starts = np.asarray(self.starts, np.int64)
+        p = np.searchsorted(starts, rows, side="right") - 1
         for k in np.unique(p).tolist():
             sel = np.flatnonzero(p == k)
             yield self.pages[k], rows[sel] - starts[k], sel
+
+    def row(self, row: int) -> np.ndarray:
+        """Row `row` (a writable uint8 view)."""
+        p = len(self.starts) - 1
+        while self.starts[p] > row:
+            p -= 1
+        return self.pages[p][row - self.starts[p]]
 
     def gather(self, rows: np.ndarray, ncols: int) -> np.ndarray:
         """uint8 [len(rows), ncols]: the first ncols bytes of each row."""
@@ -97,11 +67,11 @@ class Slab:
             out[sel] = page[r, :ncols]
         return out
 
-    def scatter(self, rows: np.ndarray, data: np.ndarray) -> None:
-        """Row i's first data.shape[1] bytes = data[i] (rows distinct)."""
+    def scatter(self, rows: np.ndarray, data: np.ndarray, at: int = 0) -> None:
+        """Bytes [at, at + data.shape[1]) of row rows[i] = data[i] (rows distinct)."""
         n = data.shape[1]
         for page, r, sel in self._pages_of(rows):
-            page[r, :n] = data[sel]
+            page[r, at:at + n] = data[sel]
 
     def scatter_bytes(self, rows: np.ndarray, cols: np.ndarray, data: np.ndarray) -> None:
         """Byte cols[i] of row rows[i] = data[i] ((row, col) pairs distinct)."""
@@ -113,3 +83,62 @@ class Slab:
         repeated (row, word) pairs add up."""
         for page, r, sel in self._pages_of(rows):
             np.add.at(page.view(np.uint64), (r, words[sel]), values[sel])
+
+
+class Slab(Rows):
+    """The rows of one hash map, allocated and freed one element at a time."""
+
+    def __init__(self, width: int, first_rows: int = 1024):
+        super().__init__(max(8, (width + 7) & ~7))      # u64 views need whole words
+        self.rows = 0                              # rows handed out so far (high mark)
+        self._first = max(1, first_rows)
+        self._views: dict[int, memoryview] = {}    # live rows that have been viewed
+        self._free: list[int] = []                 # rows that may be reused
+        self._held: dict[int, weakref.ref] = {}    # freed rows a memoryview still uses
+
+    # --- rows ---------------------------------------------------------------------------
+    def _grow(self) -> None:
+        n = self._first if not self.pages else self.rows
+        self.starts.append(self.rows)
+        self.pages.append(np.zeros((n, self.width), np.uint8))
+
+    def alloc(self) -> int:
+        """A zeroed row for a new element."""
+        return self.alloc_many(1)[0]
+
+    def alloc_many(self, n: int) -> list[int]:
+        """n zeroed rows for new elements: reusable rows first, then fresh ones."""
+        take = min(n, len(self._free))
+        rows = self._free[len(self._free) - take:][::-1]
+        del self._free[len(self._free) - take:]
+        for row in rows:
+            self.row(row)[:] = 0
+        while len(rows) < n:
+            if not self.pages or self.rows == self.starts[-1] + len(self.pages[-1]):
+                self._grow()
+            k = min(n - len(rows), self.starts[-1] + len(self.pages[-1]) - self.rows)
+            rows.extend(range(self.rows, self.rows + k))     # zero since the page was made
+            self.rows += k
+        return rows
+
+    def free(self, row: int) -> None:
+        """The element of `row` is gone; the row is reused once its memoryview (made
+        at the first view(row)) dies."""
+        mv = self._views.pop(row, None)
+        if mv is None:
+            self._free.append(row)
+            return
+
+        def dead(_ref, row=row):
+            if self._held.pop(row, None) is not None:
+                self._free.append(row)
+
+        self._held[row] = weakref.ref(mv, dead)
+        del mv        # the last reference, unless someone still holds a ValueRef
+
+    def view(self, row: int) -> memoryview:
+        """The memoryview of live row `row` (the same object every time)."""
+        mv = self._views.get(row)
+        if mv is None:
+            mv = self._views[row] = memoryview(self.row(row))
+        return mv

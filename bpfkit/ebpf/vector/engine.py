@@ -39,7 +39,7 @@ from ..progtypes import (_CB, _SKB_FIELDS, BPF_PROG_TYPE_SOCKET_FILTER, BPF_PROG
                          XDP_DATA_HARD_END, XDP_FRAME_SIZE, XDP_PACKET_HEADROOM, XDP_REDIRECT)
 from . import alu as A
 from . import cfg
-from .mapwave import SUPPORTED_MAP_TYPES, WaveMaps
+from .mapwave import BUCKET_IDS, SUPPORTED_MAP_TYPES, WaveMaps
 from .memory import (REGION_CTX, REGION_MAPVAL0, REGION_PACKET, REGION_STACK0, STACK_SIZE,
                      U64, decode, gather, region_base, scatter, unaligned_view)
 
@@ -385,7 +385,7 @@ class VectorProgram:
             if stop >= W:
                 break
             written = self._rerun(inp, int(pending[stop]), seed, out)
-            new = {wm.key_ids[k] for k in written if k in wm.key_ids} - dirty
+            new = {wm.find_key(*k) for k in written} - {None} - dirty
             if new:
                 dirty |= new
                 later = rl > stop
@@ -1447,7 +1447,9 @@ def _crosses(wm, L, K, F, conflict, wm2, L2, K2, F2) -> bool:
     # K2 -> wave-1 key ids (a key wave 1 never saw cannot cross)
     kid2 = K2 // 65
     uniq, inv = np.unique(kid2, return_inverse=True)
-    to1 = np.array([wm.key_ids.get(wm2.key_list[int(k)], -1) for k in uniq], np.int64)
+    kl2 = wm2.key_list
+    to1 = np.array([k if k >= BUCKET_IDS else wm.key_ids[kl2[k][0]].get(kl2[k][1], -1)
+                    for k in uniq.tolist()], np.int64)
     k1 = to1[inv.ravel()]
     known = k1 >= 0
     if not known.any() or not len(Lt):

@@ -47,18 +47,30 @@ from ...errors import ExecutionError
 from ..maps.consts import (BPF_EXIST, BPF_F_LOCK, BPF_NOEXIST, E2BIG, EEXIST, EINVAL,
                            ENOENT, MapType)
 from ..maps.jhash import htab_hash, htab_hash_many
+from ..maps.slab import Rows
 from .memory import REGION_MAPVAL0, U64, region_base
 
 SUPPORTED_MAP_TYPES = frozenset({MapType.ARRAY, MapType.PERCPU_ARRAY, MapType.HASH,
                                  MapType.PERCPU_HASH})
 _ARRAYS = frozenset({MapType.ARRAY, MapType.PERCPU_ARRAY})
+_HASHES = frozenset({MapType.HASH, MapType.PERCPU_HASH})
 _IN_PLACE = frozenset({MapType.ARRAY, MapType.PERCPU_ARRAY, MapType.PERCPU_HASH})
 EREAD, EWRITE = 1, 2
+BUCKET_IDS = 1 << 40   # key ids of hash buckets (WaveMaps.bucket_ids)
 ORDER = 32        # an insert's place in its hash bucket (order across keys, see bucket_key)
 _M64 = (1 << 64) - 1
 _SIZE_KEY = None          # the pseudo-key "number of elements" of a map
 _UINT = {n: struct.Struct("<" + c) for n, c in ((1, "B"), (2, "H"), (4, "I"), (8, "Q"))}
 _MASK = {n: (1 << (8 * n)) - 1 for n in _UINT}
+
+
+def _rows_of(m) -> Rows:
+    """The values of map m as rows (slab.Rows): a hash map's slab; an array's storage
+    (CPU 0's for PERCPU_ARRAY: programs run on CPU 0), row = index."""
+    if m.type not in _ARRAYS:
+        return m._slab
+    data = m._data if m.type == MapType.ARRAY else m._data[0]
+    return Rows.over(np.frombuffer(data, np.uint8).reshape(m.max_entries, m.stride))
 
 
 def _word_bits(off: np.ndarray, size: int) -> np.ndarray:
@@ -113,7 +125,12 @@ class WaveMaps:
         self.wwords = _Grow(np.uint64)
         self.dwords = _Grow(np.uint64)
         self.pwords = _Grow(np.uint64)     # words with a delta that is not one whole u64
-        self.c_ref: list = []                 # ValueRef from S (None: own new element)
+        # the map element a chunk is a copy of: map index and row (slab.Rows; -1: own
+        # new element, whose row is known only after its insert is committed)
+        self.c_map = _Grow(np.int64)
+        self.c_row = _Grow(np.int64)
+        self.stores = [_rows_of(m) for m in maps]
+        self.no_undo: set[int] = set()     # lanes that replace or delete a hash element
         # events: lane -> chunk (-1 none)
         self.events: list[np.ndarray] = []
         # held chunk per (map, lane): first key in arrays, others in a dict; chunk -1
@@ -122,7 +139,9 @@ class WaveMaps:
         self.held_chunk = [np.full(lanes, -1, np.int64) for _ in maps]
         self.extra: dict[tuple[int, int, int], int] = {}
         # keys
-        self.key_ids: dict[tuple[int, object], int] = {}
+        # key ids: per map, key (bytes, or _SIZE_KEY) -> id; key_list[id] = (map, key);
+        # hash buckets have ids of their own (bucket_ids)
+        self.key_ids: list[dict] = [{} for _ in maps]
         self.key_list: list[tuple[int, object]] = []
         # existence records and logged operations
         self.e_lane: list[np.ndarray] = []
@@ -135,24 +154,36 @@ class WaveMaps:
         self.size_mode = [False] * len(maps)
         self.inserters: list[list[int]] = [[] for _ in maps]
         self.len0 = [len(m) if m.type not in _ARRAYS else 0 for m in maps]
-        self.own_count: dict[tuple[int, int], int] = {}     # (map, lane) -> net inserts
+        # per map and lane: net inserts, and whether the lane inserted or deleted at all
+        self.own_count = [np.zeros(lanes, np.int64) for _ in maps]
+        self.own_any = [np.zeros(lanes, bool) for _ in maps]
 
     # --- keys, chunks, events -------------------------------------------------------------
     def key_id(self, mi: int, key) -> int:
-        k = (mi, key)
-        kid = self.key_ids.get(k)
+        ids = self.key_ids[mi]
+        kid = ids.get(key)
         if kid is None:
             kid = len(self.key_list)
-            self.key_ids[k] = kid
-            self.key_list.append(k)
+            ids[key] = kid
+            self.key_list.append((mi, key))
         return kid
 
+    def find_key(self, mi: int, key) -> int | None:
+        """The id of (map mi, key) if the wave has seen it."""
+        return self.key_ids[mi].get(key)
+
+    @staticmethod
+    def bucket_ids(mi: int, hashes: np.ndarray, n_buckets: int) -> np.ndarray:
+        """The pseudo-keys of hash buckets (by the keys' hashes): inserts and
+        replacements put elements at the head of their bucket, so their order across
+        keys is part of the map's state (its GET_NEXT_KEY order).  Their ids are
+        computed, not registered (BUCKET_IDS and up), and equal in every wave."""
+        b = np.asarray(hashes, np.int64) & (n_buckets - 1)
+        return BUCKET_IDS + (mi << 32) + b
+
     def bucket_key(self, mi: int, kb: bytes) -> int:
-        """The pseudo-key of kb's hash bucket: inserts and replacements put elements at
-        the head of their bucket, so their order across keys is part of the map's state
-        (its GET_NEXT_KEY order)."""
         m = self.maps[mi]
-        return self.key_id(mi, ("bucket", htab_hash(kb) & (m.n_buckets - 1)))
+        return int(self.bucket_ids(mi, np.array([htab_hash(kb)]), m.n_buckets)[0])
 
     def _alloc(self, nbytes: int) -> int:
         start = self.used
@@ -172,8 +203,10 @@ class WaveMaps:
         return len(self.events) - 1
 
     def new_chunks(self, event: int, lanes: np.ndarray, keys: np.ndarray, values: np.ndarray,
-                   size: int, writable: bool, refs: list, own: bool) -> np.ndarray:
-        """Chunks for `lanes` (one each) holding `values` (uint8 [n, size])."""
+                   size: int, writable: bool, mi: int, rows: np.ndarray,
+                   own: bool) -> np.ndarray:
+        """Chunks for `lanes` (one each) holding `values` (uint8 [n, size]), copies of
+        map mi's rows `rows` (-1: own new elements)."""
         n = len(lanes)
         stride = max(size, 1)
         start = self._alloc(n * stride) + np.arange(n, dtype=np.int64) * stride
@@ -188,7 +221,8 @@ class WaveMaps:
         self.c_own.extend(np.full(n, own, np.bool_))
         for g in (self.rwords, self.wwords, self.dwords, self.pwords):
             g.extend(np.zeros(n, np.uint64))
-        self.c_ref.extend(refs)
+        self.c_map.extend(np.full(n, mi, np.int64))
+        self.c_row.extend(np.broadcast_to(np.asarray(rows, np.int64), (n,)))
         self.events[event][lanes] = ids
         return ids
 
@@ -256,22 +290,44 @@ class WaveMaps:
         self.deltas.append((chunks.copy(), off.copy(), size, values.copy()))
 
     # --- helpers ---------------------------------------------------------------------------
-    def _keys(self, mi: int, keys: np.ndarray) -> tuple[np.ndarray, list]:
-        """Global key ids for rows of `keys` (uint8 [n, key_size]) and the unique keys."""
+    def _keys(self, mi: int, keys: np.ndarray) -> tuple[np.ndarray, list, np.ndarray]:
+        """Key ids for rows of `keys` (uint8 [n, key_size]), the distinct keys (bytes),
+        and for each row the index of its key among them."""
         m = self.maps[mi]
-        if m.key_size == 0:
-            return np.full(len(keys), self.key_id(mi, b""), np.int64), [b""]
-        rows = np.ascontiguousarray(keys).view(np.dtype((np.void, m.key_size))).ravel()
+        ks = m.key_size
+        if ks == 0:
+            return (np.full(len(keys), self.key_id(mi, b""), np.int64), [b""],
+                    np.zeros(len(keys), np.int64))
+        rows = np.ascontiguousarray(keys).view(np.dtype((np.void, ks))).ravel()
         uniq, inv = np.unique(rows, return_inverse=True)
-        kb = [u.tobytes() for u in uniq]
-        ids = np.array([self.key_id(mi, b) for b in kb], np.int64)
-        return ids[inv.ravel()], kb
+        raw = uniq.tobytes()
+        kb = [raw[i:i + ks] for i in range(0, len(raw), ks)]
+        known = self.key_ids[mi]
+        ids = [known.get(b, -1) for b in kb]
+        if -1 in ids:
+            # new keys get the next ids, in one go
+            new = [b for b, i in zip(kb, ids) if i < 0]
+            base = len(self.key_list)
+            known.update(zip(new, range(base, base + len(new))))
+            self.key_list.extend([(mi, b) for b in new])
+            ids = [known[b] for b in kb]
+        inv = inv.ravel()
+        return np.array(ids, np.int64)[inv], kb, inv
+
+    def _rows_of_keys(self, mi: int, kb: list) -> np.ndarray:
+        """The rows of the elements of keys kb (bytes) in the real map (-1: none)."""
+        m = self.maps[mi]
+        if m.type in _ARRAYS:
+            idx = [int.from_bytes(k[:4], "little") for k in kb]
+            return np.array([i if i < m.max_entries else -1 for i in idx], np.int64)
+        get = m._elems.get
+        return np.array([get(k, -1) for k in kb], np.int64)
 
     def lookup(self, lanes: np.ndarray, mi: int, keys: np.ndarray) -> np.ndarray:
         """bpf_map_lookup_elem for each lane: value pointers (0 = NULL)."""
         m = self.maps[mi]
         n = len(lanes)
-        kids, _ = self._keys(mi, keys)
+        kids, kb, inv = self._keys(mi, keys)
         out = np.zeros(n, np.uint64)
         is_hash = m.type not in _ARRAYS
         if is_hash:
@@ -290,24 +346,17 @@ class WaveMaps:
             out[have] = self.pointer(prior[have])
         need = np.flatnonzero(prior == -2)
         if len(need):
-            # one map lookup per distinct key; values copied per lane from a matrix
-            uk, inv = np.unique(kids[need], return_inverse=True)
-            inv = inv.ravel()
-            refs = [m.lookup_ptr(self.key_list[int(k)][1], 0) for k in uk.tolist()]
-            found_u = np.array([r is not None for r in refs], bool)
-            found = found_u[inv]
-            sel = need[found]
+            # one map lookup per distinct key; values gathered per lane
+            rows = self._rows_of_keys(mi, kb)[inv[need]]
+            found = rows >= 0
+            sel, rows = need[found], rows[found]
             if len(sel):
                 ev = self.new_event()
                 vs = m.value_size
-                umat = np.zeros((len(uk), vs), np.uint8)
-                for i in np.flatnonzero(found_u).tolist():
-                    if vs:
-                        umat[i] = np.frombuffer(refs[i].read(), np.uint8)
-                rows = inv[found]
                 writable = not m.flags & (1 << 7)           # BPF_F_RDONLY_PROG
-                chunks = self.new_chunks(ev, lanes[sel], kids[sel], umat[rows], vs,
-                                         writable, [refs[i] for i in rows.tolist()], False)
+                chunks = self.new_chunks(ev, lanes[sel], kids[sel],
+                                         self.stores[mi].gather(rows, vs), vs,
+                                         writable, mi, rows, False)
                 hk = self.held_key[mi]
                 free = hk[lanes[sel]] == -1
                 if free.all() and len(np.unique(lanes[sel])) == len(sel):
@@ -344,13 +393,14 @@ class WaveMaps:
     def update(self, lanes: np.ndarray, mi: int, keys: np.ndarray, values: np.ndarray,
                flags: np.ndarray) -> np.ndarray:
         """bpf_map_update_elem for each lane (in lane order): predicted return codes."""
-        kids, _ = self._keys(mi, keys)
-        fast = self._update_fast(lanes, mi, kids, values, flags, keys)
+        kids, kb, inv = self._keys(mi, keys)
+        fast = self._update_fast(lanes, mi, kids, values, flags, keys, kb, inv)
         if fast is not None:
             return fast
         return self._update_lanes(lanes, mi, kids, values, flags)
 
-    def _update_fast(self, lanes, mi, kids, values, flags, keys) -> np.ndarray | None:
+    def _update_fast(self, lanes, mi, kids, values, flags, keys, kb,
+                     inv) -> np.ndarray | None:
         """The common case, all lanes at once: a hash map far from full, lanes that
         hold no element of the map yet, plain flags.  None: take the per-lane path."""
         m = self.maps[mi]
@@ -358,15 +408,14 @@ class WaveMaps:
             return None
         if (self.held_key[mi][lanes] != -1).any() or (flags & ~np.uint64(3)).any():
             return None
-        if any((mi, int(l_)) in self.own_count for l_ in lanes.tolist()) \
-                if self.own_count else False:
+        if self.own_any[mi][lanes].any():
             return None
         cap = getattr(m, "capacity", m.max_entries)
         if self.len0[mi] + self.inserts[mi] + len(lanes) + 1 >= cap:
             return None
         n = len(lanes)
-        exists = np.array([self.key_list[int(k)][1] in m._elems for k in kids.tolist()], bool) \
-            if n else np.zeros(0, bool)
+        elems = m._elems
+        exists = np.array([k in elems for k in kb], bool)[inv] if n else np.zeros(0, bool)
         fl = flags.astype(np.int64)
         rc = np.zeros(n, np.int64)
         rc[exists & (fl == BPF_NOEXIST)] = -EEXIST
@@ -378,26 +427,30 @@ class WaveMaps:
         ins = np.flatnonzero(ok)
         if len(ins):
             self.record(lanes[ins], kids[ins], EWRITE)
-            hashes = htab_hash_many(keys[ins])
-            nb = m.n_buckets - 1
-            self.record(lanes[ins], np.array([self.key_id(mi, ("bucket", h & nb))
-                                              for h in hashes], np.int64), ORDER)
+            hashes = htab_hash_many(keys[ins], cache=False)     # kept in the ops (commit)
+            self.record(lanes[ins], self.bucket_ids(mi, hashes, m.n_buckets), ORDER)
+            hash_of = dict(zip(ins.tolist(), hashes))
             self.inserts[mi] += int((~exists[ins]).sum())
             self.inserters[mi].extend(lanes[ins][~exists[ins]].tolist())
-            for l_ in lanes[ins][~exists[ins]].tolist():
-                self.own_count[(mi, l_)] = 1
+            self.own_count[mi][lanes[ins][~exists[ins]]] = 1
+            self.own_any[mi][lanes[ins][~exists[ins]]] = True
             ev = self.new_event()
             chunks = self.new_chunks(ev, lanes[ins], kids[ins], values[ins], m.value_size,
-                                     True, [None] * len(ins), True)
+                                     True, mi, -1, True)
             self.held_key[mi][lanes[ins]] = kids[ins]
             self.held_chunk[mi][lanes[ins]] = chunks
         chunk_of = dict(zip(ins.tolist(), chunks.tolist())) if len(ins) else {}
-        for j in range(n):
-            lane = int(lanes[j])
-            kb = self.key_list[int(kids[j])][1]
-            self.eops.setdefault(lane, []).append(
-                ("update", mi, kb, values[j].tobytes(), int(fl[j]), int(rc[j]),
-                 chunk_of.get(j), not exists[j]))
+        if not len(ins):
+            hash_of = {}
+        self.no_undo.update(lanes[ok & exists].tolist())          # replacements
+        vs = m.value_size
+        raw = np.ascontiguousarray(values[:, :vs]).tobytes()
+        eops = self.eops
+        for j, lane, u, f, r, new in zip(range(n), lanes.tolist(), inv.tolist(), fl.tolist(),
+                                         rc.tolist(), (~exists).tolist()):
+            eops.setdefault(lane, []).append(
+                ("update", mi, kb[u], raw[j * vs:(j + 1) * vs], f, r, chunk_of.get(j), new,
+                 hash_of.get(j)))
         return (rc.astype(np.uint64))
 
     def _update_lanes(self, lanes, mi, kids, values, flags) -> np.ndarray:
@@ -441,7 +494,7 @@ class WaveMaps:
                     self._write_value(mi, lane, kid, kb, h, values[j])
                 else:
                     if not exists:
-                        own_len = self.len0[mi] + self.own_count.get((mi, lane), 0)
+                        own_len = self.len0[mi] + int(self.own_count[mi][lane])
                         if own_len >= cap:
                             self._size_records(mi, lane, EREAD)
                             rc = -E2BIG
@@ -451,17 +504,20 @@ class WaveMaps:
                             continue
                         self.inserts[mi] += 1
                         self.inserters[mi].append(lane)
-                        self.own_count[(mi, lane)] = self.own_count.get((mi, lane), 0) + 1
+                        self.own_count[mi][lane] += 1
+                        self.own_any[mi][lane] = True
                         self._size_records(mi, lane, EREAD | EWRITE)
                     rc = 0
                     self.record(np.array([lane]), np.array([kid]), EWRITE)
                     self.record(np.array([lane]), np.array([self.bucket_key(mi, kb)]), ORDER)
                     ev = self.new_event()
                     c = int(self.new_chunks(ev, np.array([lane]), np.array([kid]),
-                                            values[j][None, :], vs, True, [None], True)[0])
+                                            values[j][None, :], vs, True, mi, -1, True)[0])
                     self.set_held(mi, lane, kid, c)
                     self.eops.setdefault(lane, []).append(
                         ("update", mi, kb, bytes(values[j]), fl, rc, c, not exists))
+                    if exists:
+                        self.no_undo.add(lane)
                     rcs[j] = 0
                     continue
             if not is_array or rc:
@@ -476,9 +532,9 @@ class WaveMaps:
         m = self.maps[mi]
         if h is None or h < 0:
             ev = self.new_event()
-            ref = m.lookup_ptr(kb, 0)
+            row = self._rows_of_keys(mi, [kb])
             c = int(self.new_chunks(ev, np.array([lane]), np.array([kid]), value[None, :],
-                                    m.value_size, True, [ref], False)[0])
+                                    m.value_size, True, mi, row, False)[0])
             self.set_held(mi, lane, kid, c)
         else:
             c = h
@@ -490,7 +546,7 @@ class WaveMaps:
 
     def delete(self, lanes: np.ndarray, mi: int, keys: np.ndarray) -> np.ndarray:
         m = self.maps[mi]
-        kids, _ = self._keys(mi, keys)
+        kids, _, _ = self._keys(mi, keys)
         rcs = np.zeros(len(lanes), np.uint64)
         if m.type in _ARRAYS:
             rcs[:] = U64(-EINVAL & _M64)
@@ -503,10 +559,12 @@ class WaveMaps:
             self.record(np.array([lane]), np.array([kid]), EREAD)
             if exists:
                 rc = 0
+                self.no_undo.add(lane)
                 self.record(np.array([lane]), np.array([kid]), EWRITE)
                 self._size_records(mi, lane, EREAD | EWRITE)
                 self.set_held(mi, lane, kid, -1)
-                self.own_count[(mi, lane)] = self.own_count.get((mi, lane), 0) - 1
+                self.own_count[mi][lane] -= 1
+                self.own_any[mi][lane] = True
             else:
                 rc = -ENOENT
             self.eops.setdefault(lane, []).append(("delete", mi, kb, None, 0, rc, None))
@@ -534,11 +592,10 @@ class WaveMaps:
             r = r | both                 # own delta and write on a word: a read-modify
             d = d & ~both
             touched = (r | w | d) & ~np.where(own, U64(_M64), U64(0))
-            for bit in range(64):
+            present = int(np.bitwise_or.reduce(touched)) if len(touched) else 0
+            for bit in (b for b in range(64) if present >> b & 1):
                 b = U64(1) << U64(bit)
                 sel = np.flatnonzero(touched & b)
-                if not len(sel):
-                    continue
                 lanes.append(self.c_lane.view[sel])
                 keys.append(self.c_key.view[sel] * 65 + 1 + bit)
                 # 16: deltas (whole u64 adds), 64: deltas that also include narrower
@@ -614,96 +671,179 @@ class WaveMaps:
     def undoable(self, lanes) -> bool:
         """Whether committing `lanes` can be undone (commit(..., undo=...)): no element
         of a hash map is replaced (it moves in its bucket) or deleted."""
-        for lane in lanes:
-            for op in self.eops.get(int(lane), ()):
-                if op[5] != 0:
-                    continue
-                if op[0] == "delete":
-                    return False
-                if op[6] is not None and len(op) > 7 and not op[7]:
-                    return False
-        return True
+        return self.no_undo.isdisjoint(lanes)
 
     def commit(self, lo: int, hi: int, undo: list | None = None,
                skip: np.ndarray | None = None) -> None:
         """Apply lanes [lo, hi) of the wave, in capture order (callers commit
         increasing ranges).  undo: a list to which the inverse of every change is
-        appended (only for undoable() lanes).  skip: bool mask of lanes left out."""
+        appended (only for undoable() lanes).  skip: bool mask of lanes left out.
+
+        The committed lanes never read what another of them wrote (analyze), which
+        allows three steps instead of one pass per lane:
+        1. bytes written to, and deltas added to, elements that existed when the wave
+           started: a lane with such an element looked it up, reading its existence, so
+           no earlier committed lane replaced or deleted it; a later one may, and then
+           the bytes and deltas belong in the old element, before it goes;
+        2. the logged updates and deletes, in lane order (runs of inserts of new keys
+           at once: HashMap.insert_many);
+        3. the bytes of the elements the wave created (a later committed lane cannot
+           have touched them: it would have read their existence)."""
         if not getattr(self, "_prepared", False):
             self._prepare()
-        ol = self._op_lanes
-        op_lanes = ol[np.searchsorted(ol, lo):np.searchsorted(ol, hi)].tolist()
         a, b = np.searchsorted(self._wc_lane, lo), np.searchsorted(self._wc_lane, hi)
-        by_lane: dict[int, list[int]] = {}
-        for c, l_ in zip(self._wc[a:b].tolist(), self._wc_lane[a:b].tolist()):
-            by_lane.setdefault(l_, []).append(c)
-        for lane in sorted(set(op_lanes) | set(by_lane)):
-            if skip is not None and skip[lane]:
-                continue
-            for op in self.eops.get(lane, ()):
-                kind, mi, kb, value, fl, rc, chunk = op[:7]
-                m = self.maps[mi]
-                if undo is not None and rc == 0 and kind == "update":
-                    if chunk is not None:
-                        undo.append(("delete", m, kb))
-                    else:                                   # in place (per-CPU hash)
-                        ref = m.lookup_ptr(kb, 0)
-                        undo.append(("bytes", ref.buf, ref.offset, ref.read()))
-                got = m.update_raw(kb, value, fl, 0) if kind == "update" else \
-                    m.delete_raw(kb, 0)
-                if got != rc:
-                    raise ExecutionError(f"vector engine: map {m.name!r} {kind} returned "
-                                         f"{got}, predicted {rc} (please report)")
-                if chunk is not None and (self.wwords.a[chunk] or self.dwords.a[chunk]):
-                    self.c_ref[chunk] = m.lookup_ptr(kb, 0)
-            for c in by_lane.get(lane, ()):
-                ref = self.c_ref[c]
-                if ref is None:
-                    continue
-                s, n = int(self.c_start.a[c]), int(self.c_size.a[c])
-                data = self.arena[s:s + n]
-                if undo is not None and not self.c_own.a[c]:
-                    undo.append(("bytes", ref.buf, ref.offset, bytes(ref.buf[ref.offset:
-                                                                             ref.offset + n])))
-                if self.c_own.a[c]:
-                    ref.buf[ref.offset:ref.offset + n] = data.tobytes()
-                    continue
-                mask = self.wmask[s:s + n]
-                view = np.frombuffer(ref.buf, np.uint8, count=n, offset=ref.offset) \
-                    if isinstance(ref.buf, bytearray) else None
-                if view is not None and n:
-                    np.copyto(view, data, where=mask.astype(bool))
-                else:
-                    for i in np.flatnonzero(mask):
-                        ref.buf[ref.offset + int(i)] = int(data[i])
+        wc = self._wc[a:b]
+        if skip is not None:
+            wc = wc[~skip[self._wc_lane[a:b]]]
+        own = self.c_own.view[wc]
+        deltas = None
         if self._d is not None:
             lane = self._d[0]
             a, b = np.searchsorted(lane, lo), np.searchsorted(lane, hi)
             if b > a:
-                parts = [x[a:b] for x in self._d[1:]]
+                deltas = [x[a:b] for x in self._d[1:]]
                 if skip is not None:
                     keep = ~skip[lane[a:b]]
-                    parts = [x[keep] for x in parts]
-                if len(parts[0]):
-                    self._commit_deltas(*parts, undo=undo)
+                    deltas = [x[keep] for x in deltas]
+                if not len(deltas[0]):
+                    deltas = None
+        if undo is not None:
+            self._save_rows(np.concatenate([wc[~own]] + ([deltas[0]] if deltas else [])),
+                            undo)
+        self._write_old(wc[~own])
+        if deltas:
+            self._commit_deltas(*deltas)
+        self._apply_ops(lo, hi, skip, undo)
+        self._write_own(wc[own])
+
+    def _save_rows(self, chunks: np.ndarray, undo: list) -> None:
+        """Note the present bytes of the rows `chunks` are copies of, for rollback."""
+        maps = self.c_map.view[chunks]
+        for mi in np.unique(maps).tolist():
+            rows = np.unique(self.c_row.view[chunks[maps == mi]])
+            store = self.stores[mi]
+            undo.append(("rows", store, rows, store.gather(rows, store.width)))
+
+    def _write_old(self, chunks: np.ndarray) -> None:
+        """Step 1 of commit: the bytes the lanes wrote into their copies of elements of
+        the wave's start (chunks in lane order; a byte written by several lanes gets
+        the last one's)."""
+        if not len(chunks):
+            return
+        sizes = self.c_size.view[chunks]
+        which = np.repeat(np.arange(len(chunks)), sizes)
+        col = np.arange(len(which)) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+        pos = self.c_start.view[chunks][which] + col
+        w = self.wmask[pos] != 0
+        which, col, pos = which[w], col[w], pos[w]
+        rows = self.c_row.view[chunks][which]
+        maps = self.c_map.view[chunks][which]
+        for mi in np.unique(maps).tolist():
+            sel = np.flatnonzero(maps == mi)
+            store = self.stores[mi]
+            flat = rows[sel] * store.width + col[sel]
+            # the last write of each byte: first occurrence in the reversed order
+            _, first = np.unique(flat[::-1], return_index=True)
+            last = sel[len(sel) - 1 - first]
+            store.scatter_bytes(rows[last], col[last], self.arena[pos[last]])
+
+    def _apply_ops(self, lo: int, hi: int, skip, undo: list | None) -> None:
+        """Step 2 of commit: the lanes' updates and deletes through the map's own API,
+        in lane order; each must return the predicted code."""
+        ol = self._op_lanes
+        batch: list = []                # consecutive inserts of new keys into one map
+
+        def flush():
+            if not batch:
+                return
+            mi = batch[0][0]
+            m = self.maps[mi]
+            kbs = [x[1] for x in batch]
+            # (in order: new keys, so BPF_ANY and BPF_NOEXIST both insert)
+            vals = np.frombuffer(b"".join(x[2] for x in batch), np.uint8).reshape(
+                len(batch), m.value_size)
+            hashes = [x[4] for x in batch]
+            if m.insert_many(kbs, vals, hashes=None if None in hashes else hashes):
+                if undo is not None:
+                    undo.append(("delete_many", m, kbs))
+            else:
+                for _, kb, value, fl, _h in batch:
+                    self._op(m, "update", kb, value, fl, 0, undo)
+            batch.clear()
+
+        for lane in ol[np.searchsorted(ol, lo):np.searchsorted(ol, hi)].tolist():
+            if skip is not None and skip[lane]:
+                continue
+            for op in self.eops[lane]:
+                kind, mi, kb, value, fl, rc, chunk = op[:7]
+                m = self.maps[mi]
+                if chunk is not None and rc == 0 and op[7] and m.type in _HASHES:
+                    if batch and batch[0][0] != mi:
+                        flush()
+                    batch.append((mi, kb, value, fl, op[8] if len(op) > 8 else None))
+                    continue
+                flush()
+                if kind == "update" and rc == 0 and chunk is None:
+                    # in place (per-CPU hash): the lane's chunk holds the new value, and
+                    # step 1 wrote it (the map call would undo later lanes' writes)
+                    if kb not in m._elems:
+                        raise ExecutionError(f"vector engine: map {m.name!r} update of a "
+                                             "missing key predicted in place (please report)")
+                    continue
+                self._op(m, kind, kb, value, fl, rc, undo)
+        flush()
+
+    @staticmethod
+    def _op(m, kind: str, kb: bytes, value, fl: int, rc: int, undo: list | None) -> None:
+        got = m.update_raw(kb, value, fl, 0) if kind == "update" else m.delete_raw(kb, 0)
+        if got != rc:
+            raise ExecutionError(f"vector engine: map {m.name!r} {kind} returned "
+                                 f"{got}, predicted {rc} (please report)")
+        if undo is not None and rc == 0 and kind == "update":
+            undo.append(("delete_many", m, [kb]))     # undoable lanes only insert
+
+    def _write_own(self, chunks: np.ndarray) -> None:
+        """Step 3 of commit: the whole bytes of the lanes' new elements (written or
+        added to after their insert), found by key now that the inserts are done; a key
+        inserted twice by one lane (insert, delete, insert) gets its last chunk."""
+        if not len(chunks):
+            return
+        kl = self.key_list
+        maps = self.c_map.view[chunks]
+        for mi in np.unique(maps).tolist():
+            m = self.maps[mi]
+            sel = chunks[maps == mi]
+            get = m._elems.get
+            rows = np.array([get(kl[k][1], -1) for k in self.c_key.view[sel].tolist()],
+                            np.int64)
+            live = rows >= 0             # else deleted again by the lane
+            sel, rows = sel[live], rows[live]
+            _, first = np.unique(rows[::-1], return_index=True)
+            last = len(rows) - 1 - first
+            sel, rows = sel[last], rows[last]
+            vs = m.value_size
+            data = self.arena[self.c_start.view[sel][:, None] + np.arange(vs)]
+            self.stores[mi].scatter(rows, data)
 
     @staticmethod
     def rollback(undo: list) -> None:
         """Undo commits recorded in `undo` (newest first)."""
         for entry in reversed(undo):
-            if entry[0] == "delete":
-                _, m, kb = entry
-                if m.delete_raw(kb, 0) != 0:
-                    raise ExecutionError("vector engine: rollback of an insert failed")
+            if entry[0] == "delete_many":
+                _, m, kbs = entry
+                for kb in reversed(kbs):
+                    if m.delete_raw(kb, 0) != 0:
+                        raise ExecutionError("vector engine: rollback of an insert failed")
             else:
-                _, buf, off, old = entry
-                buf[off:off + len(old)] = old
+                _, store, rows, old = entry
+                store.scatter(rows, old)
         undo.clear()
 
-    def _commit_deltas(self, ch, off, size, val, undo: list | None = None) -> None:
+    def _commit_deltas(self, ch, off, size, val) -> None:
         """Add the deltas (chunk, offset, size, value; in lane order) to the values: per
-        word, one sum when all its adds have the same offset and size, else one by one
-        in lane order (adds of different widths carry differently)."""
+        word, one sum when all its adds have the same offset and size (whole aligned
+        u64 words: one numpy add for all of them), else one by one in lane order (adds
+        of different widths carry differently)."""
         key = self.c_key.view[ch]
         word = off // 8
         rank = np.arange(len(ch))
@@ -716,19 +856,21 @@ class WaveMaps:
         shape = np.ones(len(key), bool)
         shape[1:] = (off[1:] != off[:-1]) | (size[1:] != size[:-1])
         mixed = np.add.reduceat(shape.astype(np.int64), starts) > 1
-        sums = np.add.reduceat(val, starts)
-
-        c_ref = self.c_ref
+        sums = np.add.reduceat(val.astype(np.uint64), starts)
+        whole = ~mixed & (size[starts] == 8) & (off[starts] % 8 == 0)
+        cs, rows = ch[starts], self.c_row.view[ch[starts]]
+        maps = self.c_map.view[cs]
+        for mi in np.unique(maps[whole]).tolist():
+            g = whole & (maps == mi)
+            self.stores[mi].add_words(rows[g], word[starts][g], sums[g])
 
         def add(c, o_, n_, v):
-            ref = c_ref[c]
-            o = ref.offset + o_
-            if undo is not None:
-                undo.append(("bytes", ref.buf, o, bytes(ref.buf[o:o + n_])))
+            buf = self.stores[int(self.c_map.a[c])].row(int(self.c_row.a[c]))
             st = _UINT[n_]
-            st.pack_into(ref.buf, o, (st.unpack_from(ref.buf, o)[0] + v) & _MASK[n_])
+            st.pack_into(buf, o_, (st.unpack_from(buf, o_)[0] + v) & _MASK[n_])
 
-        for g, (s, e) in enumerate(zip(starts.tolist(), ends.tolist())):
+        for g in np.flatnonzero(~whole).tolist():
+            s, e = int(starts[g]), int(ends[g])
             if not mixed[g]:
                 add(int(ch[s]), int(off[s]), int(size[s]), int(sums[g]))
                 continue
