@@ -224,6 +224,9 @@ class _Collector:
         self.out: list[bytes] = []
         self.ts: list[int] = []
         self.wirelen: list[int] = []
+        # the vector engine's batches: retval and insns as arrays (no per-packet lists)
+        self.vec_retval: list[np.ndarray] = []
+        self.vec_insns: list[np.ndarray] = []
         self.faults: list[PacketFault] = []
         self.skipped: list[SkippedPacket] = []
         self.trace: list[TraceLine] = []
@@ -297,20 +300,19 @@ class _Collector:
         retval[lanes] = res.retval & np.uint64(0xFFFFFFFF)
         insns = np.zeros(n, np.int64)
         insns[lanes] = res.insns
-        self.retval.extend(retval.tolist())
-        self.insns.extend(insns.tolist())
-        ts = np.asarray(batch.ts_ns, np.int64).tolist()
-        self.ts.extend(ts)
-        cut = (np.asarray(batch.wirelen, np.int64) - caplen).tolist()
+        self.vec_retval.append(retval)
+        self.vec_insns.append(insns)
         changed = {}
-        if xdp:
+        if xdp and res.packets.count(None) != len(res.packets):     # None: unchanged
             changed = {i: res.packets[j] for j, i in enumerate(lanes.tolist())
-                       if res.packets[j] is not None}           # None: unchanged
+                       if res.packets[j] is not None}
         if not changed:
             # every packet leaves as it came: the output is the input batch (a reader's
             # memory map stays open while batches use it: reader.close)
             self.out_batches.append(batch)
         else:
+            ts = np.asarray(batch.ts_ns, np.int64).tolist()
+            cut = (np.asarray(batch.wirelen, np.int64) - caplen).tolist()
             out_now = [changed[i] if i in changed else bytes(batch[i]) for i in range(n)]
             wl = [len(out_now[i]) + max(cut[i], 0) for i in range(n)]
             snap = max([batch.snaplen] + [len(p) for p in changed.values()])
@@ -345,7 +347,13 @@ class _Collector:
         self.skipped.append(SkippedPacket(first + i, reason))
 
     def result(self, problems) -> RunResult:
-        n = len(self.retval)
+        if self.vec_retval:          # a vector collector: every batch went that way
+            retval = np.concatenate(self.vec_retval).astype(np.uint32)
+            insns = np.concatenate(self.vec_insns).astype(np.uint64)
+        else:
+            retval = np.array(self.retval, dtype=np.uint32)
+            insns = np.array(self.insns, dtype=np.uint64)
+        n = len(retval)
         if self.out_batches:
             ob = self.out_batches
             if len(ob) == 1:
@@ -367,8 +375,7 @@ class _Collector:
             output = PacketBatch.from_packets(self.out, ts_ns=self.ts, wirelen=self.wirelen,
                                               linktype=self.linktype, snaplen=snaplen,
                                               ts_nanos=self.ts_nanos)
-        return RunResult(self.runner.program, n, np.array(self.retval, dtype=np.uint32),
-                         np.array(self.insns, dtype=np.uint64), output, self.runner.maps,
+        return RunResult(self.runner.program, n, retval, insns, output, self.runner.maps,
                          self.faults, self.skipped, self.trace, self.meta, self.redirects,
                          list(problems), self.engine_note)
 
