@@ -81,6 +81,35 @@ def _word_bits(off: np.ndarray, size: int) -> np.ndarray:
     return hi & ~((U64(1) << w0) - U64(1))
 
 
+_FP_MUL = np.uint64(0x9E3779B97F4A7C15)
+
+
+def _unique_rows(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(index of one row of each distinct row of `keys` (uint8 [n, k], k > 0), index
+    of each row's distinct row among them).  The rows are compared as u64 words; rows
+    of more than 8 bytes through a 64-bit fingerprint, checked against the rows
+    (faster than np.unique on a void view; a fingerprint shared by different rows
+    makes it take that way)."""
+    n, ks = keys.shape
+    nw = (ks + 7) // 8
+    if ks % 8:
+        padded = np.zeros((n, nw * 8), np.uint8)
+        padded[:, :ks] = keys
+    else:
+        padded = np.ascontiguousarray(keys)
+    words = padded.view(np.uint64)
+    fp = words[:, 0].copy()
+    for i in range(1, nw):
+        fp = (fp * _FP_MUL) ^ words[:, i]          # wraps modulo 2**64
+    _, first, inv = np.unique(fp, return_index=True, return_inverse=True)
+    inv = inv.ravel()
+    if nw > 1 and not (padded[first[inv]] == padded).all():
+        rows = padded.view(np.dtype((np.void, nw * 8))).ravel()
+        _, first, inv = np.unique(rows, return_index=True, return_inverse=True)
+        inv = inv.ravel()
+    return first, inv
+
+
 class _Grow:
     """A growable 1-D numpy array."""
 
@@ -298,9 +327,8 @@ class WaveMaps:
         if ks == 0:
             return (np.full(len(keys), self.key_id(mi, b""), np.int64), [b""],
                     np.zeros(len(keys), np.int64))
-        rows = np.ascontiguousarray(keys).view(np.dtype((np.void, ks))).ravel()
-        uniq, inv = np.unique(rows, return_inverse=True)
-        raw = uniq.tobytes()
+        first, inv = _unique_rows(keys)
+        raw = np.ascontiguousarray(keys[first]).tobytes()
         kb = [raw[i:i + ks] for i in range(0, len(raw), ks)]
         known = self.key_ids[mi]
         ids = [known.get(b, -1) for b in kb]
@@ -311,7 +339,6 @@ class WaveMaps:
             known.update(zip(new, range(base, base + len(new))))
             self.key_list.extend([(mi, b) for b in new])
             ids = [known[b] for b in kb]
-        inv = inv.ravel()
         return np.array(ids, np.int64)[inv], kb, inv
 
     def _rows_of_keys(self, mi: int, kb: list) -> np.ndarray:
@@ -844,6 +871,14 @@ class WaveMaps:
         word, one sum when all its adds have the same offset and size (whole aligned
         u64 words: one numpy add for all of them), else one by one in lane order (adds
         of different widths carry differently)."""
+        if (size == 8).all() and not (off % 8).any():
+            # whole aligned u64 adds only: they commute, and np.add.at sums repeats
+            maps = self.c_map.view[ch]
+            for mi in np.unique(maps).tolist():
+                g = maps == mi
+                self.stores[mi].add_words(self.c_row.view[ch[g]], off[g] // 8,
+                                          val[g].astype(np.uint64))
+            return
         key = self.c_key.view[ch]
         word = off // 8
         rank = np.arange(len(ch))
