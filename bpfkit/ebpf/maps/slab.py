@@ -49,7 +49,7 @@ class Rows:
             return
         starts = np.asarray(self.starts, np.int64)
         p = np.searchsorted(starts, rows, side="right") - 1
-        for k in np.unique(p).tolist():
+        for k in np.flatnonzero(np.bincount(p)).tolist():
             sel = np.flatnonzero(p == k)
             yield self.pages[k], rows[sel] - starts[k], sel
 

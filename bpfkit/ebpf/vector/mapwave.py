@@ -56,7 +56,7 @@ _ARRAYS = frozenset({MapType.ARRAY, MapType.PERCPU_ARRAY})
 _HASHES = frozenset({MapType.HASH, MapType.PERCPU_HASH})
 _IN_PLACE = frozenset({MapType.ARRAY, MapType.PERCPU_ARRAY, MapType.PERCPU_HASH})
 EREAD, EWRITE = 1, 2
-BUCKET_IDS = 1 << 40   # key ids of hash buckets (WaveMaps.bucket_ids)
+BUCKET_IDS = 1 << 36   # key ids of hash buckets (WaveMaps.bucket_ids); keys' ids are below
 ORDER = 32        # an insert's place in its hash bucket (order across keys, see bucket_key)
 _M64 = (1 << 64) - 1
 _SIZE_KEY = None          # the pseudo-key "number of elements" of a map
@@ -79,6 +79,11 @@ def _word_bits(off: np.ndarray, size: int) -> np.ndarray:
     w1 = np.minimum((off + size - 1) // 8, 63).astype(np.uint64)
     hi = np.where(w1 >= 63, U64(_M64), (U64(1) << (w1 + U64(1))) - U64(1))
     return hi & ~((U64(1) << w0) - U64(1))
+
+
+def _distinct(small: np.ndarray) -> list[int]:
+    """The distinct values of an array of small non-negative ints (map indices)."""
+    return np.flatnonzero(np.bincount(small)).tolist() if len(small) else []
 
 
 _FP_MUL = np.uint64(0x9E3779B97F4A7C15)
@@ -386,7 +391,8 @@ class WaveMaps:
                                          writable, mi, rows, False)
                 hk = self.held_key[mi]
                 free = hk[lanes[sel]] == -1
-                if free.all() and len(np.unique(lanes[sel])) == len(sel):
+                ls = lanes[sel]
+                if free.all() and ((np.diff(ls) > 0).all() or len(np.unique(ls)) == len(ls)):
                     hk[lanes[sel]] = kids[sel]
                     self.held_chunk[mi][lanes[sel]] = chunks
                 else:
@@ -636,11 +642,20 @@ class WaveMaps:
         L = np.concatenate(lanes)
         K = np.concatenate(keys)
         F = np.concatenate(fl)
-        # one row per (key, lane) with the flags OR-ed, sorted by key then lane
-        order = np.lexsort((L, K))
-        L, K, F = L[order], K[order], F[order]
-        newpair = np.ones(len(L), bool)
-        newpair[1:] = (K[1:] != K[:-1]) | (L[1:] != L[:-1])
+        # one row per (key, lane) with the flags OR-ed, sorted by key then lane (one
+        # int64 sort key when key * W + lane fits, which is the usual case)
+        if (int(K.max()) + 1) * W < 1 << 62:
+            comb = K * W + L
+            order = np.argsort(comb)
+            comb = comb[order]
+            L, K, F = L[order], K[order], F[order]
+            newpair = np.ones(len(L), bool)
+            newpair[1:] = comb[1:] != comb[:-1]
+        else:
+            order = np.lexsort((L, K))
+            L, K, F = L[order], K[order], F[order]
+            newpair = np.ones(len(L), bool)
+            newpair[1:] = (K[1:] != K[:-1]) | (L[1:] != L[:-1])
         starts = np.flatnonzero(newpair)
         F = np.bitwise_or.reduceat(F, starts)
         L, K = L[starts], K[starts]
@@ -746,8 +761,8 @@ class WaveMaps:
     def _save_rows(self, chunks: np.ndarray, undo: list) -> None:
         """Note the present bytes of the rows `chunks` are copies of, for rollback."""
         maps = self.c_map.view[chunks]
-        for mi in np.unique(maps).tolist():
-            rows = np.unique(self.c_row.view[chunks[maps == mi]])
+        for mi in _distinct(maps):
+            rows = self.c_row.view[chunks[maps == mi]]      # repeats restore alike
             store = self.stores[mi]
             undo.append(("rows", store, rows, store.gather(rows, store.width)))
 
@@ -765,7 +780,7 @@ class WaveMaps:
         which, col, pos = which[w], col[w], pos[w]
         rows = self.c_row.view[chunks][which]
         maps = self.c_map.view[chunks][which]
-        for mi in np.unique(maps).tolist():
+        for mi in _distinct(maps):
             sel = np.flatnonzero(maps == mi)
             store = self.stores[mi]
             flat = rows[sel] * store.width + col[sel]
@@ -837,7 +852,7 @@ class WaveMaps:
             return
         kl = self.key_list
         maps = self.c_map.view[chunks]
-        for mi in np.unique(maps).tolist():
+        for mi in _distinct(maps):
             m = self.maps[mi]
             sel = chunks[maps == mi]
             get = m._elems.get
@@ -874,7 +889,7 @@ class WaveMaps:
         if (size == 8).all() and not (off % 8).any():
             # whole aligned u64 adds only: they commute, and np.add.at sums repeats
             maps = self.c_map.view[ch]
-            for mi in np.unique(maps).tolist():
+            for mi in _distinct(maps):
                 g = maps == mi
                 self.stores[mi].add_words(self.c_row.view[ch[g]], off[g] // 8,
                                           val[g].astype(np.uint64))
@@ -895,7 +910,7 @@ class WaveMaps:
         whole = ~mixed & (size[starts] == 8) & (off[starts] % 8 == 0)
         cs, rows = ch[starts], self.c_row.view[ch[starts]]
         maps = self.c_map.view[cs]
-        for mi in np.unique(maps[whole]).tolist():
+        for mi in _distinct(maps[whole]):
             g = whole & (maps == mi)
             self.stores[mi].add_words(rows[g], word[starts][g], sums[g])
 
