@@ -39,6 +39,7 @@ other types make the engine hand the program to the reference interpreter (see
 engine.unsupported_reason)."""
 from __future__ import annotations
 
+import itertools
 import struct
 
 import numpy as np
@@ -84,6 +85,12 @@ def _word_bits(off: np.ndarray, size: int) -> np.ndarray:
 def _distinct(small: np.ndarray) -> list[int]:
     """The distinct values of an array of small non-negative ints (map indices)."""
     return np.flatnonzero(np.bincount(small)).tolist() if len(small) else []
+
+
+def _distinct_lanes(lanes: np.ndarray, W: int) -> bool:
+    seen = np.zeros(W, bool)
+    seen[lanes] = True
+    return int(np.count_nonzero(seen)) == len(lanes)
 
 
 _FP_MUL = np.uint64(0x9E3779B97F4A7C15)
@@ -182,6 +189,8 @@ class WaveMaps:
         self.e_key: list[np.ndarray] = []
         self.e_flag: list[np.ndarray] = []
         self.eops: dict[int, list] = {}        # lane -> [(kind, map, key, value, flags, rc, chunk)]
+        # _update_fast's logs, kept as arrays until a per-lane log needs eops (_unbulk)
+        self.bulk: list[tuple] = []
         self.deltas: list[tuple[np.ndarray, np.ndarray, int, np.ndarray]] = []
         # size pseudo-key bookkeeping
         self.inserts = [0] * len(maps)
@@ -333,18 +342,23 @@ class WaveMaps:
             return (np.full(len(keys), self.key_id(mi, b""), np.int64), [b""],
                     np.zeros(len(keys), np.int64))
         first, inv = _unique_rows(keys)
-        raw = np.ascontiguousarray(keys[first]).tobytes()
-        kb = [raw[i:i + ks] for i in range(0, len(raw), ks)]
+        # (void scalars convert to bytes of their full size, trailing zeros included)
+        kb = np.ascontiguousarray(keys[first]).view(np.dtype((np.void, ks))).ravel().tolist()
         known = self.key_ids[mi]
-        ids = [known.get(b, -1) for b in kb]
-        if -1 in ids:
-            # new keys get the next ids, in one go
-            new = [b for b, i in zip(kb, ids) if i < 0]
-            base = len(self.key_list)
+        base = len(self.key_list)
+        if not known:                       # the wave's first use of the map: all new
+            ids = np.arange(base, base + len(kb), dtype=np.int64)
+            new = kb
+        else:
+            got = [known.get(b, -1) for b in kb]
+            new = [b for b, i in zip(kb, got) if i < 0]
+            ids = np.array(got, np.int64)
+            ids[ids < 0] = np.arange(base, base + len(new))
+        if new:
+            # new keys get the next ids, in one go (in kb order, as assigned above)
             known.update(zip(new, range(base, base + len(new))))
-            self.key_list.extend([(mi, b) for b in new])
-            ids = [known[b] for b in kb]
-        return np.array(ids, np.int64)[inv], kb, inv
+            self.key_list.extend(zip(itertools.repeat(mi), new))
+        return ids[inv], kb, inv
 
     def _rows_of_keys(self, mi: int, kb: list) -> np.ndarray:
         """The rows of the elements of keys kb (bytes) in the real map (-1: none)."""
@@ -391,8 +405,7 @@ class WaveMaps:
                                          writable, mi, rows, False)
                 hk = self.held_key[mi]
                 free = hk[lanes[sel]] == -1
-                ls = lanes[sel]
-                if free.all() and ((np.diff(ls) > 0).all() or len(np.unique(ls)) == len(ls)):
+                if free.all() and _distinct_lanes(lanes[sel], self.W):
                     hk[lanes[sel]] = kids[sel]
                     self.held_chunk[mi][lanes[sel]] = chunks
                 else:
@@ -472,19 +485,41 @@ class WaveMaps:
                                      True, mi, -1, True)
             self.held_key[mi][lanes[ins]] = kids[ins]
             self.held_chunk[mi][lanes[ins]] = chunks
-        chunk_of = dict(zip(ins.tolist(), chunks.tolist())) if len(ins) else {}
-        if not len(ins):
-            hash_of = {}
         self.no_undo.update(lanes[ok & exists].tolist())          # replacements
-        vs = m.value_size
-        raw = np.ascontiguousarray(values[:, :vs]).tobytes()
-        eops = self.eops
-        for j, lane, u, f, r, new in zip(range(n), lanes.tolist(), inv.tolist(), fl.tolist(),
-                                         rc.tolist(), (~exists).tolist()):
-            eops.setdefault(lane, []).append(
-                ("update", mi, kb[u], raw[j * vs:(j + 1) * vs], f, r, chunk_of.get(j), new,
-                 hash_of.get(j)))
+        chunk = np.full(n, -1, np.int64)
+        hsh = np.full(n, -1, np.int64)
+        if len(ins):
+            chunk[ins] = chunks
+            hsh[ins] = hashes
+        rec = (mi, lanes.copy(), kb, inv, np.array(values[:, :m.value_size]), fl, rc, chunk,
+               ~exists, hsh)
+        if self.eops and any(l_ in self.eops for l_ in lanes.tolist()):
+            self.bulk.append(rec)       # after ops these lanes logged already: in order
+            self._unbulk()
+        else:
+            self.bulk.append(rec)
         return (rc.astype(np.uint64))
+
+    def _log(self, lane: int, op: tuple) -> None:
+        """Log a lane's update or delete (after any still in self.bulk)."""
+        if self.bulk:
+            self._unbulk()
+        self.eops.setdefault(lane, []).append(op)
+
+    @staticmethod
+    def _bulk_op(rec: tuple, j: int) -> tuple:
+        """Entry j of a bulk record as a per-lane log entry."""
+        mi, lanes, kb, inv, vals, fl, rc, chunk, new, hsh = rec
+        c, h = int(chunk[j]), int(hsh[j])
+        return ("update", mi, kb[inv[j]], vals[j].tobytes(), int(fl[j]), int(rc[j]),
+                None if c < 0 else c, bool(new[j]), None if h < 0 else h)
+
+    def _unbulk(self) -> None:
+        """Move the bulk records into the per-lane logs, in the order they were made."""
+        bulk, self.bulk = self.bulk, []
+        for rec in bulk:
+            for j, lane in enumerate(rec[1].tolist()):
+                self.eops.setdefault(lane, []).append(self._bulk_op(rec, j))
 
     def _update_lanes(self, lanes, mi, kids, values, flags) -> np.ndarray:
         m = self.maps[mi]
@@ -531,8 +566,7 @@ class WaveMaps:
                         if own_len >= cap:
                             self._size_records(mi, lane, EREAD)
                             rc = -E2BIG
-                            self.eops.setdefault(lane, []).append(
-                                ("update", mi, kb, bytes(values[j]), fl, rc, None))
+                            self._log(lane, ("update", mi, kb, bytes(values[j]), fl, rc, None))
                             rcs[j] = rc & _M64
                             continue
                         self.inserts[mi] += 1
@@ -547,15 +581,13 @@ class WaveMaps:
                     c = int(self.new_chunks(ev, np.array([lane]), np.array([kid]),
                                             values[j][None, :], vs, True, mi, -1, True)[0])
                     self.set_held(mi, lane, kid, c)
-                    self.eops.setdefault(lane, []).append(
-                        ("update", mi, kb, bytes(values[j]), fl, rc, c, not exists))
+                    self._log(lane, ("update", mi, kb, bytes(values[j]), fl, rc, c, not exists))
                     if exists:
                         self.no_undo.add(lane)
                     rcs[j] = 0
                     continue
             if not is_array or rc:
-                self.eops.setdefault(lane, []).append(
-                    ("update", mi, kb, bytes(values[j]), fl, rc, None))
+                self._log(lane, ("update", mi, kb, bytes(values[j]), fl, rc, None))
             rcs[j] = rc & _M64
         return rcs
 
@@ -600,7 +632,7 @@ class WaveMaps:
                 self.own_any[mi][lane] = True
             else:
                 rc = -ENOENT
-            self.eops.setdefault(lane, []).append(("delete", mi, kb, None, 0, rc, None))
+            self._log(lane, ("delete", mi, kb, None, 0, rc, None))
             rcs[j] = rc & _M64
         return rcs
 
@@ -678,6 +710,8 @@ class WaveMaps:
 
     def _prepare(self) -> None:
         """Index the wave's logs by lane once, for commits of lane ranges."""
+        if self.bulk and self.eops:
+            self._unbulk()
         self._op_lanes = np.array(sorted(self.eops), np.int64)
         nc = self.c_lane.n
         if nc:
@@ -792,48 +826,108 @@ class WaveMaps:
     def _apply_ops(self, lo: int, hi: int, skip, undo: list | None) -> None:
         """Step 2 of commit: the lanes' updates and deletes through the map's own API,
         in lane order; each must return the predicted code."""
+        if self.bulk:
+            self._apply_bulk(lo, hi, skip, undo)
+            return
         ol = self._op_lanes
         batch: list = []                # consecutive inserts of new keys into one map
 
         def flush():
-            if not batch:
-                return
-            mi = batch[0][0]
-            m = self.maps[mi]
-            kbs = [x[1] for x in batch]
-            # (in order: new keys, so BPF_ANY and BPF_NOEXIST both insert)
-            vals = np.frombuffer(b"".join(x[2] for x in batch), np.uint8).reshape(
-                len(batch), m.value_size)
-            hashes = [x[4] for x in batch]
-            if m.insert_many(kbs, vals, hashes=None if None in hashes else hashes):
-                if undo is not None:
-                    undo.append(("delete_many", m, kbs))
-            else:
-                for _, kb, value, fl, _h in batch:
-                    self._op(m, "update", kb, value, fl, 0, undo)
-            batch.clear()
+            if batch:
+                vals = np.array([np.frombuffer(x[3], np.uint8) for x in batch])
+                self._insert_run(batch[0][1], [x[2] for x in batch], vals,
+                                 [x[8] if len(x) > 8 else None for x in batch],
+                                 [x[4] for x in batch], undo)
+                batch.clear()
 
         for lane in ol[np.searchsorted(ol, lo):np.searchsorted(ol, hi)].tolist():
             if skip is not None and skip[lane]:
                 continue
             for op in self.eops[lane]:
-                kind, mi, kb, value, fl, rc, chunk = op[:7]
-                m = self.maps[mi]
-                if chunk is not None and rc == 0 and op[7] and m.type in _HASHES:
-                    if batch and batch[0][0] != mi:
+                mi, rc, chunk = op[1], op[5], op[6]
+                if chunk is not None and rc == 0 and op[7] and self.maps[mi].type in _HASHES:
+                    if batch and batch[0][1] != mi:
                         flush()
-                    batch.append((mi, kb, value, fl, op[8] if len(op) > 8 else None))
+                    batch.append(op)
                     continue
                 flush()
-                if kind == "update" and rc == 0 and chunk is None:
-                    # in place (per-CPU hash): the lane's chunk holds the new value, and
-                    # step 1 wrote it (the map call would undo later lanes' writes)
-                    if kb not in m._elems:
-                        raise ExecutionError(f"vector engine: map {m.name!r} update of a "
-                                             "missing key predicted in place (please report)")
-                    continue
-                self._op(m, kind, kb, value, fl, rc, undo)
+                self._apply_one(op, undo)
         flush()
+
+    def _apply_bulk(self, lo: int, hi: int, skip, undo: list | None) -> None:
+        """_apply_ops when every logged op is in bulk records: in lane order (and
+        record order within a lane), runs of inserts of new keys into one map at once,
+        the other ops one by one as in _apply_ops."""
+        L, R, J = [], [], []
+        for r, rec in enumerate(self.bulk):
+            lanes = rec[1]
+            sel = (lanes >= lo) & (lanes < hi)
+            if skip is not None:
+                sel &= ~skip[lanes]
+            j = np.flatnonzero(sel)
+            L.append(lanes[j])
+            R.append(np.full(len(j), r, np.int64))
+            J.append(j)
+        L, R, J = (np.concatenate(x) for x in (L, R, J))
+        order = np.lexsort((R, L))
+        R, J = R[order], J[order]
+        fresh = np.zeros(len(R), bool)
+        mi_of = np.zeros(len(R), np.int64)
+        for r, rec in enumerate(self.bulk):
+            at = np.flatnonzero(R == r)
+            j = J[at]
+            mi_of[at] = rec[0]
+            if self.maps[rec[0]].type in _HASHES:
+                fresh[at] = (rec[6][j] == 0) & rec[8][j] & (rec[7][j] >= 0)
+        # segments: maximal runs of fresh inserts into one map, and single other ops
+        brk = np.ones(len(R), bool)
+        brk[1:] = ~fresh[1:] | ~fresh[:-1] | (mi_of[1:] != mi_of[:-1])
+        starts = np.flatnonzero(brk).tolist() + [len(R)]
+        for a, b in zip(starts[:-1], starts[1:]):
+            if not fresh[a]:
+                op = self._bulk_op(self.bulk[int(R[a])], int(J[a]))
+                self._apply_one(op, undo)
+                continue
+            rs, js = R[a:b], J[a:b]
+            if (rs == rs[0]).all():
+                rec = self.bulk[int(rs[0])]
+                kb, inv = rec[2], rec[3]
+                kbs = [kb[u] for u in inv[js].tolist()]
+                vals, hashes, flags = rec[4][js], rec[9][js].tolist(), rec[5][js].tolist()
+            else:
+                ops = [self._bulk_op(self.bulk[int(r)], int(j)) for r, j in zip(rs, js)]
+                kbs = [op[2] for op in ops]
+                vals = np.array([np.frombuffer(op[3], np.uint8) for op in ops])
+                hashes = [op[8] for op in ops]
+                flags = [op[4] for op in ops]
+            self._insert_run(int(mi_of[a]), kbs, vals, hashes, flags, undo)
+
+    def _insert_run(self, mi: int, kbs: list, vals: np.ndarray, hashes: list | None,
+                    flags: list, undo: list | None) -> None:
+        """Inserts of new keys (predicted to succeed) into hash map mi, in order; one
+        at a time with their flags when HashMap.insert_many refuses them."""
+        m = self.maps[mi]
+        if hashes is not None and None in hashes:
+            hashes = None
+        if m.insert_many(kbs, vals, hashes=hashes):
+            if undo is not None:
+                undo.append(("delete_many", m, kbs))
+            return
+        for kb, v, fl in zip(kbs, vals, flags):
+            self._op(m, "update", kb, v.tobytes(), fl, 0, undo)
+
+    def _apply_one(self, op: tuple, undo: list | None) -> None:
+        """One logged op (not an insert of a new key) at commit."""
+        kind, mi, kb, value, fl, rc, chunk = op[:7]
+        m = self.maps[mi]
+        if kind == "update" and rc == 0 and chunk is None:
+            # in place (per-CPU hash): the lane's chunk holds the new value, and step 1
+            # wrote it (the map call would undo later lanes' writes)
+            if kb not in m._elems:
+                raise ExecutionError(f"vector engine: map {m.name!r} update of a missing "
+                                     "key predicted in place (please report)")
+            return
+        self._op(m, kind, kb, value, fl, rc, undo)
 
     @staticmethod
     def _op(m, kind: str, kb: bytes, value, fl: int, rc: int, undo: list | None) -> None:
