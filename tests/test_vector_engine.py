@@ -580,7 +580,7 @@ def run_both(program: Program, batches, *, wave_size: int = 1 << 14, maps=None,
              vector: bool = True, calls: list | None = None):
     """Run consecutive `batches` of one capture through the runner's collector on each
     engine (fresh maps from `maps()` per engine) and compare.  The vector engine's wave
-    size is forced to `wave_size` (many waves; the runner's default is 16384).  `calls`
+    size is forced to `wave_size` (many waves; the runner's default is 32768).  `calls`
     collects (lanes, LaneOutcome) of every VectorProgram.run."""
     results = []
     for engine in ("vector", "interp"):
