@@ -674,15 +674,27 @@ class WaveMaps:
         L = np.concatenate(lanes)
         K = np.concatenate(keys)
         F = np.concatenate(fl)
-        # one row per (key, lane) with the flags OR-ed, sorted by key then lane (one
-        # int64 sort key when key * W + lane fits, which is the usual case)
-        if (int(K.max()) + 1) * W < 1 << 62:
-            comb = K * W + L
-            order = np.argsort(comb)
-            comb = comb[order]
-            L, K, F = L[order], K[order], F[order]
+        # one row per (key, lane) with the flags OR-ed, sorted by key then lane: one
+        # sort of int64 values (key, lane, flags) packed, when they fit, which is the
+        # usual case once the few bucket keys (huge ids) are renumbered densely
+        Kd, big_ids, base = K, None, 0
+        big = K >= BUCKET_IDS * 65
+        if big.any():
+            big_ids, rank = np.unique(K[big], return_inverse=True)
+            base = int(K[~big].max()) + 1 if not big.all() else 0
+            Kd = K.copy()
+            Kd[big] = base + rank.ravel()
+        if (int(Kd.max()) + 1) * W < 1 << 55:               # F < 128: 7 bits
+            packed = np.sort(((Kd * W + L) << 7) | F)
+            F, kl = packed & 127, packed >> 7
+            L, Kd = kl % W, kl // W
+            K = Kd
+            if big_ids is not None:
+                K = Kd.copy()
+                hi = Kd >= base
+                K[hi] = big_ids[Kd[hi] - base]
             newpair = np.ones(len(L), bool)
-            newpair[1:] = comb[1:] != comb[:-1]
+            newpair[1:] = kl[1:] != kl[:-1]
         else:
             order = np.lexsort((L, K))
             L, K, F = L[order], K[order], F[order]
@@ -784,11 +796,10 @@ class WaveMaps:
                 if not len(deltas[0]):
                     deltas = None
         if undo is not None:
-            self._save_rows(np.concatenate([wc[~own]] + ([deltas[0]] if deltas else [])),
-                            undo)
+            self._save_rows(wc[~own], undo)
         self._write_old(wc[~own])
         if deltas:
-            self._commit_deltas(*deltas)
+            self._commit_deltas(*deltas, undo=undo)
         self._apply_ops(lo, hi, skip, undo)
         self._write_own(wc[own])
 
@@ -970,12 +981,15 @@ class WaveMaps:
                 for kb in reversed(kbs):
                     if m.delete_raw(kb, 0) != 0:
                         raise ExecutionError("vector engine: rollback of an insert failed")
+            elif entry[0] == "add":
+                _, store, rows, words, neg = entry
+                store.add_words(rows, words, neg)
             else:
                 _, store, rows, old = entry
                 store.scatter(rows, old)
         undo.clear()
 
-    def _commit_deltas(self, ch, off, size, val) -> None:
+    def _commit_deltas(self, ch, off, size, val, undo: list | None = None) -> None:
         """Add the deltas (chunk, offset, size, value; in lane order) to the values: per
         word, one sum when all its adds have the same offset and size (whole aligned
         u64 words: one numpy add for all of them), else one by one in lane order (adds
@@ -985,9 +999,13 @@ class WaveMaps:
             maps = self.c_map.view[ch]
             for mi in _distinct(maps):
                 g = maps == mi
-                self.stores[mi].add_words(self.c_row.view[ch[g]], off[g] // 8,
-                                          val[g].astype(np.uint64))
+                rows, words, v = self.c_row.view[ch[g]], off[g] // 8, val[g].astype(np.uint64)
+                self.stores[mi].add_words(rows, words, v)
+                if undo is not None:                  # undone by adding -v
+                    undo.append(("add", self.stores[mi], rows, words, U64(0) - v))
             return
+        if undo is not None:
+            self._save_rows(ch, undo)
         key = self.c_key.view[ch]
         word = off // 8
         rank = np.arange(len(ch))
