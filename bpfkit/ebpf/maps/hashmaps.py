@@ -326,19 +326,18 @@ class HashMap(BpfMap):
         n = len(keys)
         if self._slab is None or self.lru or len(self._elems) + n > self.capacity:
             return False
-        if len(set(keys)) != n or any(k in self._elems for k in keys):
+        if len(set(keys)) != n or not self._elems.keys().isdisjoint(keys):
             return False
-        slab, order, known, elems = self._slab, self._order, self._hash, self._elems
+        slab = self._slab
         rows = slab.alloc_many(n)
         slab.scatter(np.array(rows, np.int64), values[:, :self.value_size],
                      at=cpu * self.stride if self.percpu else 0)
         if hashes is None:
             hashes = htab_hash_many(
                 np.frombuffer(b"".join(keys), np.uint8).reshape(n, self.key_size), cache=False)
-        for k, row, h in zip(keys, rows, hashes):
-            known[k] = h
-            elems[k] = row
-            order.add_head(k, h)
+        self._hash.update(zip(keys, hashes))
+        self._elems.update(zip(keys, rows))
+        self._order.add_heads(keys, hashes)
         return True
 
 

@@ -145,6 +145,29 @@ class _Grow:
         return self.a[:self.n]
 
 
+class _KeyList:
+    """id -> (map index, key) for a wave's key ids, kept as two lists (registering
+    thousands of keys per wave then makes no tuples)."""
+
+    def __init__(self):
+        self.mi: list[int] = []
+        self.key: list = []
+
+    def __len__(self) -> int:
+        return len(self.key)
+
+    def __getitem__(self, kid: int) -> tuple[int, object]:
+        return self.mi[kid], self.key[kid]
+
+    def append(self, entry: tuple[int, object]) -> None:
+        self.mi.append(entry[0])
+        self.key.append(entry[1])
+
+    def extend(self, mi: int, keys: list) -> None:
+        self.mi.extend(itertools.repeat(mi, len(keys)))
+        self.key.extend(keys)
+
+
 class WaveMaps:
     """The speculative map state of one wave of `lanes` lanes."""
 
@@ -183,7 +206,7 @@ class WaveMaps:
         # key ids: per map, key (bytes, or _SIZE_KEY) -> id; key_list[id] = (map, key);
         # hash buckets have ids of their own (bucket_ids)
         self.key_ids: list[dict] = [{} for _ in maps]
-        self.key_list: list[tuple[int, object]] = []
+        self.key_list = _KeyList()
         # existence records and logged operations
         self.e_lane: list[np.ndarray] = []
         self.e_key: list[np.ndarray] = []
@@ -357,7 +380,7 @@ class WaveMaps:
         if new:
             # new keys get the next ids, in one go (in kb order, as assigned above)
             known.update(zip(new, range(base, base + len(new))))
-            self.key_list.extend(zip(itertools.repeat(mi), new))
+            self.key_list.extend(mi, new)
         return ids[inv], kb, inv
 
     def _rows_of_keys(self, mi: int, kb: list) -> np.ndarray:
@@ -955,13 +978,13 @@ class WaveMaps:
         inserted twice by one lane (insert, delete, insert) gets its last chunk."""
         if not len(chunks):
             return
-        kl = self.key_list
+        kl = self.key_list.key
         maps = self.c_map.view[chunks]
         for mi in _distinct(maps):
             m = self.maps[mi]
             sel = chunks[maps == mi]
             get = m._elems.get
-            rows = np.array([get(kl[k][1], -1) for k in self.c_key.view[sel].tolist()],
+            rows = np.array([get(kl[k], -1) for k in self.c_key.view[sel].tolist()],
                             np.int64)
             live = rows >= 0             # else deleted again by the lane
             sel, rows = sel[live], rows[live]
