@@ -275,9 +275,10 @@ class WaveMaps:
         map mi's rows `rows` (-1: own new elements)."""
         n = len(lanes)
         stride = max(size, 1)
-        start = self._alloc(n * stride) + np.arange(n, dtype=np.int64) * stride
-        if size:
-            self.arena[start[:, None] + np.arange(size)] = values
+        base = self._alloc(n * stride)
+        start = base + np.arange(n, dtype=np.int64) * stride
+        if size:                           # the chunks are consecutive: one slice
+            self.arena[base:base + n * stride].reshape(n, stride)[:, :size] = values
         ids = self.c_lane.extend(lanes)
         self.c_key.extend(keys)
         self.c_start.extend(start)
