@@ -41,7 +41,7 @@ from . import alu as A
 from . import cfg
 from .mapwave import BUCKET_IDS, SUPPORTED_MAP_TYPES, WaveMaps
 from .memory import (REGION_CTX, REGION_MAPVAL0, REGION_PACKET, REGION_STACK0, STACK_SIZE,
-                     U64, decode, gather, region_base, scatter, unaligned_view)
+                     U64, decode, gather, gather_rows, region_base, scatter, unaligned_view)
 
 __all__ = ["VectorProgram", "LaneOutcome", "VECTOR_HELPERS"]
 
@@ -1164,7 +1164,7 @@ class VectorProgram:
                 arena = w.maps.arena
                 chunks, o = extra
                 w.maps.note(chunks, o, nbytes, "r")
-            out[pos] = arena[byte[:, None] + np.arange(nbytes)]
+            out[pos] = gather_rows(arena, byte, nbytes)
         return out
 
     def _map_helper(self, w: _Wave, g: _Group, hid: int, r: list, bad: dict) -> np.ndarray:
