@@ -1463,6 +1463,13 @@ def _crosses(wm, L, K, F, conflict, wm2, L2, K2, F2) -> bool:
     # and a word with narrower or unaligned adds (64) counts as read and written: their
     # carries depend on the order of the adds
     READ, WRITE, DELTA = 1 | 4 | 64, 2 | 8 | 32 | 64, 16
+    # only the T rows of slots the second wave touched matter
+    ukr = np.unique(Kr)
+    at = np.minimum(np.searchsorted(ukr, Kt), len(ukr) - 1)
+    mine = ukr[at] == Kt
+    if not mine.any():
+        return False
+    Kt, Lt, Ft = Kt[mine], Lt[mine], Ft[mine]
     order = np.argsort(Kt, kind="stable")
     Kt, Lt, Ft = Kt[order], Lt[order], Ft[order]
     starts = np.flatnonzero(np.r_[True, Kt[1:] != Kt[:-1]])

@@ -664,8 +664,9 @@ class WaveMaps:
     def analyze(self):
         """(conflict mask over the wave's lanes, footprint rows: lane, key*65 + slot,
         flags).  Slot 0 is the key's existence (flags EREAD 1, EWRITE 2), slot 1+w its
-        8-byte word w (flags read 4, write 8, delta 16); one row per (lane, slot).  A
-        lane conflicts when it read something an earlier lane of the wave wrote."""
+        8-byte word w (flags read 4, write 8, delta 16); rows in no particular order,
+        possibly several per (lane, slot).  A lane conflicts when it read something an
+        earlier lane of the wave wrote."""
         W = self.W
         lanes, keys, fl = [], [], []
         if self.e_lane:
@@ -698,6 +699,24 @@ class WaveMaps:
         L = np.concatenate(lanes)
         K = np.concatenate(keys)
         F = np.concatenate(fl)
+        # keys that cannot conflict (no existence or word written, and not both word
+        # reads and deltas; hash buckets: ORDER only matters to _crosses) skip the sort:
+        # their rows are returned as they are (the callers need no order)
+        kid = K // 65
+        small = kid < BUCKET_IDS
+        loud = np.zeros(int(kid[small].max()) + 1 if small.any() else 0, bool)
+        loud[kid[small & ((F & (EWRITE | 8)) != 0)]] = True
+        reads = np.zeros(len(loud), bool)
+        reads[kid[small & ((F & 4) != 0)]] = True
+        adds = np.zeros(len(loud), bool)
+        adds[kid[small & ((F & (16 | 64)) != 0)]] = True
+        loud |= reads & adds
+        sel = small.copy()
+        sel[small] = loud[kid[small]]
+        quiet = (L[~sel], K[~sel], F[~sel])
+        L, K, F = L[sel], K[sel], F[sel]
+        if not len(L):
+            return np.zeros(W, bool), *quiet
         # one row per (key, lane) with the flags OR-ed, sorted by key then lane: one
         # sort of int64 values (key, lane, flags) packed, when they fit, which is the
         # usual case once the few bucket keys (huge ids) are renumbered densely
@@ -742,7 +761,8 @@ class WaveMaps:
         bad = (er & prior(ew)) | (cr & prior(cw | cd)) | (cw & prior(cd))
         conflict = np.zeros(W, bool)
         conflict[L[bad]] = True
-        return conflict, L, K, F
+        return (conflict, np.concatenate([L, quiet[0]]), np.concatenate([K, quiet[1]]),
+                np.concatenate([F, quiet[2]]))
 
     def _prepare(self) -> None:
         """Index the wave's logs by lane once, for commits of lane ranges."""
