@@ -499,7 +499,6 @@ class WaveMaps:
             self.record(lanes[ins], kids[ins], EWRITE)
             hashes = htab_hash_many(keys[ins], cache=False)     # kept in the ops (commit)
             self.record(lanes[ins], self.bucket_ids(mi, hashes, m.n_buckets), ORDER)
-            hash_of = dict(zip(ins.tolist(), hashes))
             self.inserts[mi] += int((~exists[ins]).sum())
             self.inserters[mi].extend(lanes[ins][~exists[ins]].tolist())
             self.own_count[mi][lanes[ins][~exists[ins]]] = 1
