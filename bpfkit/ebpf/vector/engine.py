@@ -828,6 +828,9 @@ class VectorProgram:
                     bad[j] = ("memory", f"access of {size} byte(s) at 0x{int(addr[j]):x} "
                               "outside every region", None)
                 continue
+            if ok.all():                    # the usual case: no copies of pos and byte
+                segs.append((pos, name, arena, byte, None))
+                continue
             good = np.flatnonzero(ok)
             if len(good):
                 segs.append((pos[good], name, arena, byte[good], None))
@@ -863,6 +866,8 @@ class VectorProgram:
                 chunks, o = extra
                 out[pos] = gather(w.maps.arena, byte, size)
                 w.maps.note(chunks, o, size, "r")
+            elif len(pos) == n:                # every lane (pos is 0..n-1): no scatter
+                out = gather(arena, byte, size)
             else:
                 out[pos] = gather(arena, byte, size)
         return out, self._bad_tuple(n, bad)
