@@ -581,7 +581,7 @@ def run_both(program: Program, batches, *, wave_size: int = 1 << 14, maps=None,
              vector: bool = True, calls: list | None = None):
     """Run consecutive `batches` of one capture through the runner's collector on each
     engine (fresh maps from `maps()` per engine) and compare.  The vector engine's wave
-    size is forced to `wave_size` (many waves; the runner's default is 16384).  `calls`
+    size is forced to `wave_size` (many waves; the runner's default is 32768).  `calls`
     collects (lanes, LaneOutcome) of every VectorProgram.run."""
     results = []
     for engine in ("vector", "interp"):
@@ -1233,3 +1233,18 @@ def test_directed_programs(name):
     run_both(prog, batches, wave_size=8, what=name + " (waves of 8)")
     if name.startswith("call"):
         run_both(prog, batches, wave_size=8, budget=60, what=name + " (budget 60)")
+
+
+def test_gather_rows_equals_fancy_indexing():
+    # helpers read keys and values as [lanes, nbytes] byte rows at arbitrary addresses
+    from bpfkit.ebpf.vector.memory import gather_rows
+    rng = np.random.default_rng(7)
+    arena = rng.integers(0, 256, 4096, dtype=np.uint8)
+    for nbytes in (1, 4, 13, 16, 64):
+        addr = rng.integers(0, len(arena) - nbytes + 1, 300)
+        addr[:2] = [0, len(arena) - nbytes]
+        want = arena[addr[:, None] + np.arange(nbytes)]
+        assert (gather_rows(arena, addr, nbytes) == want).all()
+        strided = arena[::2]                    # not contiguous: the plain way
+        a2 = addr % (len(strided) - nbytes + 1)
+        assert (gather_rows(strided, a2, nbytes) == strided[a2[:, None] + np.arange(nbytes)]).all()

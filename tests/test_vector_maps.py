@@ -676,3 +676,16 @@ def test_generated_map_programs(data):
     parts = data.draw(st.sampled_from([1, 2, 3]), label="batches")
     prog = Program.from_asm(src, prog_type="xdp", maps=GMAPS)
     run_both(prog, _split(pkts, parts), wave_size=wave, maps=_gmaps(prefill), what=src)
+
+
+@pytest.mark.parametrize("map_type", [HASH, PHASH])
+def test_many_flows_grow_the_slab_and_reuse_rows(map_type):
+    # more flows than the first slab page (1024 rows) holds, with deletes: values in
+    # several pages, freed rows reused by later inserts, batched inserts in the commits
+    prog, _ = flow_program("atomic", map_type, 4096, True)
+    rng = random.Random(3)
+    keys = [0x0E000000 + rng.randrange(2500) for _ in range(6000)]
+    pkts = [_pkt(rng, k, i % 5 == 4) for i, k in enumerate(keys)]
+    vec, ref = _compare(prog, pkts, runs=((1 << 14, 1), (512, 2)), what="slab",
+                        num_cpus=2 if map_type == PHASH else 1)
+    assert len(ref.dump_maps()["flows"]) > 1024

@@ -370,9 +370,9 @@ class _Collector:
         insns = np.zeros(n, np.uint64)
         insns[lanes] = res.insns
         changed = {}
-        if xdp:
+        if xdp and res.packets.count(None) != len(res.packets):     # None: unchanged
             changed = {i: res.packets[j] for j, i in enumerate(lanes.tolist())
-                       if res.packets[j] is not None}           # None: unchanged
+                       if res.packets[j] is not None}
         if not changed:
             # every packet leaves as it came: the output is the input batch (a reader's
             # memory map stays open while batches use it: reader.close)

@@ -37,8 +37,9 @@ Three ways in (see base.BpfMap):
   interpreter can expose ``buf[offset:offset+size]`` as a writable region (its
   Region(buf=ref.buf, lo=ref.offset, hi=ref.offset+ref.size)); the same element always
   gives the same (buf, offset) while it exists, so (id(buf), offset) can key a stable
-  fake address.  Array values share one buf (one ValueRef per slot); hash/LPM elements
-  and ring buffer records each have their own.
+  fake address.  Array values share one buf (one ValueRef per slot); a hash element's
+  buf is a memoryview of its row in the map's slab (maps/slab.py); LPM elements and
+  ring buffer records each have their own bytearray.
 
 Semantics are sequential (one operation at a time).  Documented differences from the
 kernel: the hash order equals the kernel's only for BPF_F_ZERO_SEED maps; LRU maps are an

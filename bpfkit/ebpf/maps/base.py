@@ -30,13 +30,15 @@ class ValueRef:
     """A writable, stable window onto one map value: ``buf[offset:offset+size]``.
 
     What bpf_map_lookup_elem() returns to a program.  ``buf`` is the storage object
-    itself (a bytearray), never a copy: a program writing through the pointer changes
-    the map, as in the kernel.  The storage of a value never moves or resizes while the
-    element exists, so (id(buf), offset) is a stable address the interpreter may map to
-    a fake pointer.  After the element is deleted or replaced the ValueRef still points
-    to the old storage, which is detached from the map (writes to it are invisible; the
-    kernel may instead recycle a preallocated element, see README in maps/__init__)."""
-    buf: bytearray
+    itself (a bytearray, or for hash maps a memoryview of the element's slab row), never
+    a copy: a program writing through the pointer changes the map, as in the kernel.
+    The storage of a value never moves or resizes while the element exists, so
+    (id(buf), offset) is a stable address the interpreter may map to a fake pointer.
+    After the element is deleted or replaced the ValueRef still points to the old
+    storage, which is detached from the map (writes to it are invisible: a slab row is
+    not reused while a ValueRef holds it; the kernel may instead recycle a preallocated
+    element, see README in maps/__init__)."""
+    buf: bytearray | memoryview      # hash maps: the element's row of the map's slab
     offset: int
     size: int
 

@@ -26,6 +26,19 @@ class BucketOrder:
         else:
             chain.insert(0, key)
 
+    def add_heads(self, keys: list[bytes], hashes: list[int]) -> None:
+        """add_head(keys[i], hashes[i]) for each i in order."""
+        chains, added, mask = self._chains, self._added, self.mask
+        get = chains.get
+        for key, h in zip(keys, hashes):
+            b = h & mask
+            chain = get(b)
+            if chain is None:
+                chains[b] = [key]
+                added.add(b)
+            else:
+                chain.insert(0, key)
+
     def remove(self, key: bytes, h: int) -> None:
         b = h & self.mask
         chain = self._chains[b]

@@ -20,13 +20,16 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Any
 
+import numpy as np
+
 from ...errors import UnsupportedError
 from .base import BpfMap, ValueRef, _b
 from .buckets import BucketOrder
 from .consts import (BPF_ANY, BPF_EXIST, BPF_F_LOCK, BPF_F_NO_COMMON_LRU, BPF_NOEXIST, E2BIG,
                      EEXIST, EINVAL, ENOENT, ENOMEM, ENOTSUPP, round_up, roundup_pow_of_two)
-from .jhash import htab_hash
+from .jhash import htab_hash, htab_hash_many
 from .lru_kernel import KernelLru
+from .slab import Slab
 from .spec import MapSpec, htab_max_entries, inner_compatible
 
 
@@ -89,8 +92,9 @@ class LruState:
 
 class HashMap(BpfMap):
     """BPF_MAP_TYPE_HASH (and the base of the other hash maps).  Each element's value is
-    its own bytearray (per-CPU maps: one per CPU, round_up(value_size, 8) long), which
-    programs get as a ValueRef."""
+    a row of the map's Slab (slab.py; per-CPU maps: one round_up(value_size, 8) slot per
+    CPU in the row); ``_elems`` maps a key to its row, and programs get the row's
+    memoryview as a ValueRef."""
 
     lru = False
     #: The CPU bpf(2) calls run on (matters for LRU maps only); set it per map object
@@ -115,19 +119,30 @@ class HashMap(BpfMap):
         elif self.lru:
             self._lru = LruState(self.capacity, num_cpus, per_cpu_lists)
         self.stride = round_up(self.value_size, 8)
+        self._slab = self._make_slab()
 
-    # -- element storage (overridden by per-CPU maps) --
+    # -- element storage: a row of the slab (overridden by per-CPU maps) --
+    def _make_slab(self) -> Slab | None:
+        return Slab(self.stride, min(self.capacity, 1024))
+
     def _new_sys(self, value: bytes) -> Any:
-        return bytearray(value)
+        row = self._slab.alloc()
+        self._slab.view(row)[:self.value_size] = value
+        return row
 
     def _new_prog(self, value: bytes, cpu: int) -> Any:
-        return bytearray(value)
+        return self._new_sys(value)
 
     def _read_sys(self, elem) -> bytes:
-        return bytes(elem)
+        return bytes(self._slab.view(elem)[:self.value_size])
 
     def _ref(self, elem, cpu: int) -> ValueRef:
-        return ValueRef(elem, 0, self.value_size)
+        return ValueRef(self._slab.view(elem), 0, self.value_size)
+
+    def _drop(self, elem) -> None:
+        """The element is gone from the map: its row may be reused (see Slab.free)."""
+        if self._slab is not None:
+            self._slab.free(elem)
 
     def _in_place(self) -> bool:
         """Per-CPU maps and HASH_OF_MAPS overwrite an existing element (same place in
@@ -150,20 +165,20 @@ class HashMap(BpfMap):
         if self._lru is not None:
             self._lru.add(key, cpu)
 
-    def _remove(self, key: bytes) -> Any:
+    def _remove(self, key: bytes) -> None:
         self._order.remove(key, self._hash.pop(key))
         if self._lru is not None:
             self._lru.remove(key)
         if self._klru is not None:
             self._klru.push_free(self._nodes.pop(key))
-        return self._elems.pop(key)
+        self._drop(self._elems.pop(key))
 
     def _evict_node(self, node) -> None:
         """htab_lru_map_delete_node(): the kernel LRU evicts the element of `node`."""
         key = node.key
         self._order.remove(key, self._hash.pop(key))
         del self._nodes[key]
-        del self._elems[key]
+        self._drop(self._elems.pop(key))
 
     def _update_klru(self, key: bytes, flags: int, cpu: int, make, write) -> int:
         # htab_lru_map_update_elem() / __htab_lru_percpu_map_update_elem(): take a node
@@ -197,6 +212,7 @@ class HashMap(BpfMap):
         if exists:
             old = self._nodes[key]
             self._order.remove(key, self._hash[key])
+            self._drop(self._elems[key])
         h = htab_hash(key) if not exists else self._hash[key]
         self._hash[key] = h
         self._elems[key] = make()
@@ -261,8 +277,9 @@ class HashMap(BpfMap):
         elem = self._elems.get(key)
         if elem is None:
             return -ENOENT, None
+        value = self._read_sys(elem)
         self._remove(key)
-        return 0, self._read_sys(elem)
+        return 0, value
 
     def _sys_next_key(self, key):
         if key is not None and key not in self._elems:
@@ -298,6 +315,31 @@ class HashMap(BpfMap):
     def delete_raw(self, key, cpu=0):
         return self._sys_delete(_b(key))
 
+    def insert_many(self, keys: list[bytes], values, cpu: int = 0,
+                    hashes: list[int] | None = None) -> bool:
+        """update_raw(keys[i], values[i], BPF_ANY, cpu) for each i in order, where every
+        key is new and the map has room for all of them (no eviction, no E2BIG): what
+        the vector engine commits for a run of new flows, with the rows written in one
+        numpy operation.  values: uint8 [n, value_size]; hashes: htab_hash of each key
+        if the caller has them.  False, and nothing changed,
+        when that precondition does not hold (the caller then updates one by one)."""
+        n = len(keys)
+        if self._slab is None or self.lru or len(self._elems) + n > self.capacity:
+            return False
+        if len(set(keys)) != n or not self._elems.keys().isdisjoint(keys):
+            return False
+        slab = self._slab
+        rows = slab.alloc_many(n)
+        slab.scatter(np.array(rows, np.int64), values[:, :self.value_size],
+                     at=cpu * self.stride if self.percpu else 0)
+        if hashes is None:
+            hashes = htab_hash_many(
+                np.frombuffer(b"".join(keys), np.uint8).reshape(n, self.key_size), cache=False)
+        self._hash.update(zip(keys, hashes))
+        self._elems.update(zip(keys, rows))
+        self._order.add_heads(keys, hashes)
+        return True
+
 
 class PercpuHashMap(HashMap):
     """BPF_MAP_TYPE_PERCPU_HASH.  A program creating an element sets its CPU's value
@@ -306,32 +348,36 @@ class PercpuHashMap(HashMap):
 
     percpu = True
 
+    def _make_slab(self):
+        return Slab(self.stride * self.num_cpus, min(self.capacity, 1024))
+
     def _new_sys(self, value):
-        s = self.stride
-        return [bytearray(value[c * s:(c + 1) * s]) for c in range(self.num_cpus)]
+        row = self._slab.alloc()
+        self._slab.view(row)[:] = value          # num_cpus * stride bytes, padding too
+        return row
 
     def _new_prog(self, value, cpu):
-        vals = [bytearray(self.stride) for _ in range(self.num_cpus)]
-        vals[cpu][:self.value_size] = value
-        return vals
+        row = self._slab.alloc()                  # zeroed: the other CPUs' values
+        o = cpu * self.stride
+        self._slab.view(row)[o:o + self.value_size] = value
+        return row
 
     def _read_sys(self, elem):
-        return b"".join(bytes(v) for v in elem)
+        return bytes(self._slab.view(elem)[:self.stride * self.num_cpus])
 
     def _ref(self, elem, cpu):
-        return ValueRef(elem[cpu], 0, self.value_size)
+        return ValueRef(self._slab.view(elem), cpu * self.stride, self.value_size)
 
     def _in_place(self):
         return True
 
     def _write_sys(self, elem, value):
-        s = self.stride
-        for c in range(self.num_cpus):
-            elem[c][:] = value[c * s:(c + 1) * s]
+        self._slab.view(elem)[:self.stride * self.num_cpus] = value
         return elem
 
     def _write_prog(self, elem, value, cpu):
-        elem[cpu][:self.value_size] = value
+        o = cpu * self.stride
+        self._slab.view(elem)[o:o + self.value_size] = value
         return elem
 
     def lookup_percpu_ptr(self, key, cpu):
@@ -362,6 +408,9 @@ class HashOfMapsMap(HashMap):
     """BPF_MAP_TYPE_HASH_OF_MAPS: values are BpfMap objects compatible with spec.inner.
     The Python API takes the map object (bpf(2) takes its fd); programs' lookups return
     the inner map itself."""
+
+    def _make_slab(self):
+        return None               # values are map objects, not bytes
 
     def _sys_update(self, key, value, flags):
         raise UnsupportedError("HASH_OF_MAPS update with a file descriptor",

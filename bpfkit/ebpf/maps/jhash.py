@@ -123,10 +123,11 @@ def _final_np(a, b, c):
     return c
 
 
-def htab_hash_many(keys: "np.ndarray", seed: int = 0) -> list[int]:
+def htab_hash_many(keys: "np.ndarray", seed: int = 0, cache: bool = True) -> list[int]:
     """htab_hash of every row of `keys` (uint8 [n, key_size]), vectorised when the key
     size is a multiple of 4 (jhash2, the same steps as above on uint32 arrays); the
-    results also go into htab_hash's cache."""
+    results also go into htab_hash's cache unless cache=False (callers that keep the
+    hashes themselves)."""
     n, ks = keys.shape
     if ks % 4 or ks == 0:
         return [htab_hash(bytes(r), seed) for r in keys]
@@ -152,6 +153,8 @@ def htab_hash_many(keys: "np.ndarray", seed: int = 0) -> list[int]:
             a = a + w[:, i]
             out = _final_np(a, b, c)
     hashes = out.astype(np.int64).tolist()
+    if not cache:
+        return hashes
     if len(_CACHE) + n >= _CACHE_MAX:
         _CACHE.clear()
     for r, h in zip(keys, hashes):

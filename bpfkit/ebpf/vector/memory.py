@@ -55,3 +55,13 @@ def gather(arena: np.ndarray, byte_addr: np.ndarray, size: int) -> np.ndarray:
 def scatter(arena: np.ndarray, byte_addr: np.ndarray, size: int, value: np.ndarray) -> None:
     dt = np.dtype(_VIEW_DT[size])
     unaligned_view(arena, size)[byte_addr] = value.astype(dt) if size < 8 else value
+
+
+def gather_rows(arena: np.ndarray, byte_addr: np.ndarray, nbytes: int) -> np.ndarray:
+    """uint8 [n, nbytes]: the nbytes bytes at each byte address (a view of the arena as
+    overlapping nbytes-wide records, one gather: much faster than a 2-D fancy index)."""
+    if not arena.flags.c_contiguous or arena.ndim != 1:
+        return arena[byte_addr[:, None] + np.arange(nbytes)]
+    n = max(arena.shape[0] - nbytes + 1, 0)
+    rec = np.ndarray((n,), dtype=np.dtype((np.void, nbytes)), buffer=arena, strides=(1,))
+    return rec[byte_addr].view(np.uint8).reshape(-1, nbytes)
