@@ -689,3 +689,28 @@ def test_many_flows_grow_the_slab_and_reuse_rows(map_type):
     vec, ref = _compare(prog, pkts, runs=((1 << 14, 1), (512, 2)), what="slab",
                         num_cpus=2 if map_type == PHASH else 1)
     assert len(ref.dump_maps()["flows"]) > 1024
+
+
+@pytest.mark.clang
+def test_per_lane_updates_share_one_event_per_call(monkeypatch):
+    """An event (the lane -> chunk table behind map value pointers) is a wave-sized
+    array: the per-lane update path must make one per helper call, not one per lane
+    (one per lane made `bpfkit run` of legacy_maps.c's count_bytes take 4-6 GB).
+    count_bytes inserts len/64 buckets into a 128-entry HASH from the lookup-miss path
+    on 1527 sample packets; its results equal the interpreter's."""
+    import bpfkit.ebpf.vector.mapwave as mapwave
+    from bpfkit.ebpf.elf import open_elf
+    from bpfkit.ebpf.runner import run_capture
+    from test_elf_load import build_object
+    from test_vector_engine import SAMPLE, assert_same
+    made = []
+    real = mapwave.WaveMaps.new_event
+    monkeypatch.setattr(mapwave.WaveMaps, "new_event",
+                        lambda self: made.append(1) or real(self))
+    o = open_elf(build_object("legacy_maps"))
+    prog = o.program("count_bytes")
+    vec = run_capture(prog, str(SAMPLE), maps=o.create_maps(), engine="vector")
+    ref = run_capture(prog, str(SAMPLE), maps=o.create_maps(), engine="interp")
+    assert_same(vec, ref, what="count_bytes")
+    # 2 map lookups and 1 update site; a few waves (first wave, second wave)
+    assert 0 < len(made) <= 12, len(made)

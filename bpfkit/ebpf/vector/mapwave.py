@@ -65,6 +65,20 @@ _UINT = {n: struct.Struct("<" + c) for n, c in ((1, "B"), (2, "H"), (4, "I"), (8
 _MASK = {n: (1 << (8 * n)) - 1 for n in _UINT}
 
 
+class _LazyEvent:
+    """An event of `wm` made on first use (WaveMaps.new_event)."""
+    __slots__ = ("wm", "_id")
+
+    def __init__(self, wm: "WaveMaps"):
+        self.wm, self._id = wm, None
+
+    @property
+    def id(self) -> int:
+        if self._id is None:
+            self._id = self.wm.new_event()
+        return self._id
+
+
 def _rows_of(m) -> Rows | None:
     """The values of map m as rows (slab.Rows): a hash map's slab; an array's storage
     (CPU 0's for PERCPU_ARRAY: programs run on CPU 0), row = index.  None for the map
@@ -552,6 +566,9 @@ class WaveMaps:
         in_place = m.type in _IN_PLACE
         vs = m.value_size
         cap = getattr(m, "capacity", m.max_entries)
+        # one event for all the chunks this call makes (a lane is in `lanes` once): an
+        # event is a W-entry array, too big to make per lane
+        ev = _LazyEvent(self)
         for j in range(len(lanes)):
             lane, kid, fl = int(lanes[j]), int(kids[j]), int(flags[j])
             _, kb = self.key_list[kid]
@@ -568,7 +585,7 @@ class WaveMaps:
                     rc = -EINVAL
                 else:
                     rc = 0
-                    self._write_value(mi, lane, kid, kb, h, values[j])
+                    self._write_value(mi, lane, kid, kb, h, values[j], ev)
             elif fl & BPF_F_LOCK:
                 rc = -EINVAL
             else:
@@ -583,7 +600,7 @@ class WaveMaps:
                     rc = -ENOENT
                 elif exists and in_place:
                     rc = 0
-                    self._write_value(mi, lane, kid, kb, h, values[j])
+                    self._write_value(mi, lane, kid, kb, h, values[j], ev)
                 else:
                     if not exists:
                         own_len = self.len0[mi] + int(self.own_count[mi][lane])
@@ -601,8 +618,7 @@ class WaveMaps:
                     rc = 0
                     self.record(np.array([lane]), np.array([kid]), EWRITE)
                     self.record(np.array([lane]), np.array([self.bucket_key(mi, kb)]), ORDER)
-                    ev = self.new_event()
-                    c = int(self.new_chunks(ev, np.array([lane]), np.array([kid]),
+                    c = int(self.new_chunks(ev.id, np.array([lane]), np.array([kid]),
                                             values[j][None, :], vs, True, mi, -1, True)[0])
                     self.set_held(mi, lane, kid, c)
                     self._log(lane, ("update", mi, kb, bytes(values[j]), fl, rc, c, not exists))
@@ -615,14 +631,14 @@ class WaveMaps:
             rcs[j] = rc & _M64
         return rcs
 
-    def _write_value(self, mi: int, lane: int, kid: int, kb: bytes, h, value) -> None:
+    def _write_value(self, mi: int, lane: int, kid: int, kb: bytes, h, value,
+                     ev: "_LazyEvent") -> None:
         """An in-place update (arrays, per-CPU hash): the value's bytes are written, in
-        the lane's chunk for the key (made now if the lane has none)."""
+        the lane's chunk for the key (made now if the lane has none, in event ev)."""
         m = self.maps[mi]
         if h is None or h < 0:
-            ev = self.new_event()
             row = self._rows_of_keys(mi, [kb])
-            c = int(self.new_chunks(ev, np.array([lane]), np.array([kid]), value[None, :],
+            c = int(self.new_chunks(ev.id, np.array([lane]), np.array([kid]), value[None, :],
                                     m.value_size, True, mi, row, False)[0])
             self.set_held(mi, lane, kid, c)
         else:
