@@ -714,3 +714,27 @@ def test_per_lane_updates_share_one_event_per_call(monkeypatch):
     assert_same(vec, ref, what="count_bytes")
     # 2 map lookups and 1 update site; a few waves (first wave, second wave)
     assert 0 < len(made) <= 12, len(made)
+
+
+def test_first_wave_of_inserts_into_a_nearly_full_map_stays_small(monkeypatch):
+    """60 Zipf flows inserted into a 64-entry HASH: at the start of a capture every
+    packet of a wave misses and inserts, and each insert changes the element count the
+    others read (E2BIG is near), so a wave's lanes all re-run on the interpreter.  The
+    adaptive wave (VectorProgram.run without wave_size) starts at _MIN_WAVE lanes and
+    grows once waves settle: 1023 packets re-run, against all 19,999 after the first
+    with one 32k wave.  Results equal the interpreter's either way."""
+    from bpfkit.ebpf.vector import engine
+    reran = []
+    real = engine.VectorProgram._interp_lanes
+    monkeypatch.setattr(engine.VectorProgram, "_interp_lanes",
+                        lambda self, inp, lanes, *a, **k:
+                        reran.append(len(lanes)) or real(self, inp, lanes, *a, **k))
+    prog, _ = flow_program("atomic", HASH, 64, False)
+    pkts = traffic("zipf", n=20000)
+    batch = PacketBatch.from_packets(pkts)
+    vec = run_batch(prog, batch, engine="vector")        # the runner's default waves
+    assert sum(reran) < engine._MIN_WAVE, sum(reran)
+    reran.clear()
+    run_both(prog, [batch], wave_size=1 << 15, what="one 32k wave")
+    assert sum(reran) >= len(pkts) - 1                     # the pathology, still exact
+    assert_same(vec, run_batch(prog, batch, engine="interp"), what="adaptive waves")

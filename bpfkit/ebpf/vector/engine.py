@@ -69,6 +69,7 @@ class LaneOutcome:
 
 
 _LOOPS = 11          # register slot of the may_goto counter
+_MIN_WAVE = 1024     # the smallest adaptive wave (VectorProgram.run)
 
 
 def _is_scalar(v) -> bool:
@@ -304,6 +305,7 @@ class VectorProgram:
         self._frames: np.ndarray | None = None
         self.unsupported_reason = self._check()
         self.fuse = _find_fusions(self.slots, self.ops, self.blocks) if self.maps else {}
+        self._wave_hint = _MIN_WAVE       # run(): the next wave's size, with maps
 
     def frames(self, nbytes: int, slot: int = 0) -> np.ndarray:
         """A reusable buffer for the XDP frames of a wave (its contents are stale);
@@ -364,6 +366,9 @@ class VectorProgram:
             # 32k lanes measured best for bench/xdp_flowcount.c (1M packets: 8k lanes
             # 2.46 s, 16k 2.30 s, 32k 2.07 s of CPU on a loaded machine)
             wave_size = 1 << 15 if self.maps else 1 << 16
+            adaptive = bool(self.maps)
+        else:
+            adaptive = False
         n = len(inp["offset"])
         retval = np.zeros(n, np.uint64)
         insns = np.zeros(n, np.int64)
@@ -376,23 +381,21 @@ class VectorProgram:
         waves = 0
         handed: dict[str, int] = {}
         out = (retval, insns, faults, trace, packets, meta, redirects)
-        mostly_handed = False
-        for lo in range(0, n, wave_size):
-            pending = np.arange(lo, min(n, lo + wave_size), dtype=np.int64)
-            if mostly_handed:
-                # the program hands (nearly) every packet to the interpreter: running
-                # the lanes as a wave first would only add work (sequential semantics
-                # hold: the earlier waves are committed)
-                self._interp_lanes(inp, pending, seed, out)
-                why = "the rest of the batch, after a wave that handed over 90% or more"
-                handed[why] = handed.get(why, 0) + len(pending)
-                continue
+        lo = 0
+        while lo < n:
+            # with maps, the wave size adapts (kept across runs, i.e. batches): a wave
+            # most of whose lanes had to be re-run on the interpreter (the first packets
+            # of a capture all inserting the same few keys into a nearly full hash map:
+            # every insert changes the element count the others read) halves the next
+            # one, down to _MIN_WAVE; a wave without that doubles it back up
+            ws = min(self._wave_hint, wave_size) if adaptive else wave_size
+            pending = np.arange(lo, min(n, lo + ws), dtype=np.int64)
+            lo += len(pending)
             waves += 1
             w = _Wave(self, pending, inp)
             self._execute(w, seed)
             for why, c in w.handed.items():
                 handed[why] = handed.get(why, 0) + c
-            mostly_handed = w.W >= 64 and len(w.abandoned) * 10 >= w.W * 9
             if w.maps is None:
                 ab = np.zeros(w.W, bool)
                 ab[w.abandoned] = True
@@ -401,30 +404,34 @@ class VectorProgram:
                 if w.abandoned:
                     self._interp_lanes(inp, pending[np.flatnonzero(ab)], seed, out)
                 continue
-            self._settle(w, inp, pending, seed, out)
+            # (lanes handed over run on the interpreter whatever the wave size)
+            reran = self._settle(w, inp, pending, seed, out) - len(w.abandoned)
+            if adaptive:
+                self._wave_hint = max(_MIN_WAVE, ws // 2) if reran * 4 > w.W else \
+                    min(wave_size, ws * 2)
         return LaneOutcome(retval, insns, faults, trace, packets, meta if xdp else None,
                            redirects if xdp else None, waves, handed)
 
-    def _settle(self, w: _Wave, inp: dict, pending: np.ndarray, seed: int, out) -> None:
+    def _settle(self, w: _Wave, inp: dict, pending: np.ndarray, seed: int, out) -> int:
         """Make a wave's map effects sequential (see mapwave).  Lanes that read what an
         earlier lane of the wave wrote (the conflicting lanes R) must run again; the
         others (T) keep their results.  First try: commit T (with an undo log), run R
         as a second wave, and keep everything if R saw nothing of a later T lane and
         changed nothing a later T lane saw (and R is conflict-free itself); typical
         for flow tables, where R is the later packets of flows first seen in the wave.
-        Otherwise undo and walk (_walk)."""
+        Otherwise undo and walk (_walk).  Returns how many lanes the walk re-ran on the
+        interpreter (0: none)."""
         wm = w.maps
         conflict, L, K, F = wm.analyze()
         W = w.W
         if w.abandoned:
             # lanes handed to the interpreter mid-run: re-run in order by the walk
             conflict[w.abandoned] = True
-            self._walk(w, inp, pending, seed, out, conflict, L, K // 65)
-            return
+            return self._walk(w, inp, pending, seed, out, conflict, L, K // 65)
         if not conflict.any():
             wm.commit(0, W)
             self._keep(w, np.arange(W), pending, out)
-            return
+            return 0
         R = np.flatnonzero(conflict)
         T = np.flatnonzero(~conflict)
         if wm.undoable(T.tolist()):
@@ -437,17 +444,17 @@ class VectorProgram:
                 w2.maps.commit(0, w2.W)
                 self._keep(w, T, pending[T], out)
                 self._keep(w2, np.arange(w2.W), pending[R], out)
-                return
+                return 0
             wm.rollback(undo)
-        self._walk(w, inp, pending, seed, out, conflict, L, K // 65)
+        return self._walk(w, inp, pending, seed, out, conflict, L, K // 65)
 
     def _walk(self, w: _Wave, inp: dict, pending: np.ndarray, seed: int, out, conflict,
-              rl, rk) -> None:
+              rl, rk) -> int:
         """Walk the wave's lanes in capture order: a conflicting lane, or one that
         touched a key a re-run lane changed, runs again on the reference interpreter
         against the real maps, which then hold exactly the effects of every lane before
         it; the other lanes keep their wave results and are committed in order in
-        between."""
+        between.  Returns the number of lanes re-run."""
         wm = w.maps
         rerun = conflict.copy()
         dirty: set = set()
@@ -469,6 +476,7 @@ class VectorProgram:
                 hit = later & np.isin(rk, np.fromiter(new, np.int64, len(new)))
                 rerun[rl[hit]] = True
             pos = stop + 1
+        return int(np.count_nonzero(rerun))
 
     def _rerun(self, inp: dict, i: int, seed: int, out) -> set:
         """Run lane i on the interpreter (real maps); the (map, key) pairs it touched
@@ -1644,11 +1652,17 @@ class _RecordingMap:
 
     @property
     def size_changed(self) -> bool:
-        return self._len is not None and len(self._m) != self._len
+        return self._len is not None and \
+            getattr(self._m, "type", None) not in (MapType.ARRAY, MapType.PERCPU_ARRAY) \
+            and hasattr(self._m, "__len__") and len(self._m) != self._len
 
     def _note(self, key) -> None:
         if self.__dict__["_len"] is None or not self.log:
-            self.__dict__["_len"] = len(self._m) if hasattr(self._m, "__len__") else 0
+            # only hash-like maps change their element count (an array's len() walks
+            # every index: too slow to ask per re-run packet)
+            sized = hasattr(self._m, "__len__") and \
+                getattr(self._m, "type", None) not in (MapType.ARRAY, MapType.PERCPU_ARRAY)
+            self.__dict__["_len"] = len(self._m) if sized else 0
         self.log.add(bytes(key))
 
     def lookup_ptr(self, key, cpu=0):
