@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 import pcap_craft
+from test_ebpf_cli import XDP_MAPS, XDP_SRC as XDP_MAPS_SRC
 from bpfkit.cli import main as cli_main
 from bpfkit.ebpf.program import Program, parse_map_spec
 from bpfkit.ebpf.runner import run_capture, stream_capture
@@ -25,65 +26,10 @@ PCAPS = ROOT / "pcaps"
 SHARED_CAPTURES = ["bgp_vpn_rt-oobr.pcap",      # snaplen 255: grown packets outgrow it
                    "isakmp4500.pcap", "vrrp.pcap", "geneve.pcap", "of13_ericsson.pcapng"]
 
-# XDP, maps: packets per ethertype in a hash (created with BPF_NOEXIST at a flow's first
-# packet: flows start in one batch and go on in the next), per IPv4 protocol in an
-# array (atomic adds); the TTL is decremented (a rewritten packet); ICMP -> DROP,
-# UDP -> TX, others PASS.
-XDP_MAPS_SRC = """\
-        r6 = *(u32 *)(r1 + 0)
-        r7 = *(u32 *)(r1 + 4)
-        r2 = r6
-        r2 += 34
-        r0 = 2
-        if r2 > r7 goto out
-        r8 = *(u8 *)(r6 + 12)
-        r1 = *(u8 *)(r6 + 13)
-        r8 <<= 8
-        r8 |= r1
-        *(u32 *)(r10 - 8) = r8
-        r1 = etype ll
-        r2 = r10
-        r2 += -8
-        call 1
-        if r0 == 0 goto new
-        r1 = 1
-        lock *(u64 *)(r0 + 0) += r1
-        goto ip
-new:
-        r1 = 1
-        *(u64 *)(r10 - 16) = r1
-        r1 = etype ll
-        r2 = r10
-        r2 += -8
-        r3 = r10
-        r3 += -16
-        r4 = 1
-        call 2
-ip:
-        r0 = 2
-        if r8 != 0x800 goto out
-        r9 = *(u8 *)(r6 + 23)
-        *(u32 *)(r10 - 4) = r9
-        r1 = proto ll
-        r2 = r10
-        r2 += -4
-        call 1
-        if r0 == 0 goto pass
-        r1 = 1
-        lock *(u64 *)(r0 + 0) += r1
-        r1 = *(u8 *)(r6 + 22)
-        r1 += -1
-        *(u8 *)(r6 + 22) = r1
-        r0 = 1
-        if r9 == 1 goto out
-        r0 = 3
-        if r9 == 17 goto out
-pass:
-        r0 = 2
-out:
-        exit
-"""
-XDP_MAPS = ["proto:array:4:8:256", "etype:hash:4:8:64"]
+# XDP_MAPS_SRC (test_ebpf_cli's XDP program), maps: packets per ethertype in a hash
+# (created with BPF_NOEXIST at a flow's first packet: flows start in one batch and go on
+# in the next), per IPv4 protocol in an array (atomic adds); the TTL is decremented (a
+# rewritten packet); ICMP -> DROP, UDP -> TX, others PASS.
 
 # XDP, by packet length mod 4: 1 -> grow the tail by 200 bytes (past small snaplens),
 # 2 -> an unchecked load far past the packet (a fault), 3 -> bpf_trace_printk("%d\n",
