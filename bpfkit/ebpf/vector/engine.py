@@ -17,10 +17,13 @@ semantics (mapwave.py).  Helpers are vector functions over lanes; the few that w
 bytes (csum_diff, trace_printk, strncmp, *_load_bytes) run the interpreter's own helper
 once per calling lane on a one-lane memory view, so their semantics cannot drift.
 
-What the engine does not run (tail calls, bpf_loop callbacks, ring buffers, perf
-events, queue/stack/LRU/LPM and other map types, kfuncs, callx) is reported by
-`unsupported_reason`; the capture runner then uses the reference interpreter for the
-whole program and says so.  It never guesses."""
+What the engine does not run lane-parallel (tail calls, bpf_loop callbacks, ring buffers,
+perf events, queue/stack/LRU/LPM and other map types, kfuncs, callx) is handed over per
+packet: a lane that reaches it leaves the wave with nothing kept and the reference
+interpreter runs that packet again, in capture order with respect to every map effect
+(VectorProgram._hand_over; LaneOutcome.handed counts them by reason).  Only program
+types other than XDP and socket filter are refused as a whole (`unsupported_reason`;
+the capture runner then uses the interpreter and says so).  It never guesses."""
 from __future__ import annotations
 
 import heapq
