@@ -38,7 +38,7 @@ from bpfkit.cbpf.compiler import compile_filter                    # noqa: E402
 from bpfkit.ebpf import progtypes                                   # noqa: E402
 from bpfkit.ebpf.elf import open_elf                                # noqa: E402
 from bpfkit.ebpf.runner import run_batch                            # noqa: E402
-from bpfkit.ebpf.vector import VectorProgram                        # noqa: E402
+from bpfkit.ebpf.vector import VectorProgram, batch_input           # noqa: E402
 from bpfkit.pcap import read_capture                                # noqa: E402
 from bpfkit.pcap.batch import PacketBatch                           # noqa: E402
 from bpfkit.translate.socket import translate_socket                # noqa: E402
@@ -73,12 +73,7 @@ def shimmed(batch: PacketBatch) -> dict:
 
 
 def plain(batch: PacketBatch, lanes: np.ndarray) -> dict:
-    inp = {"buf": batch.buf, "offset": np.asarray(batch.offset, np.int64)[lanes],
-           "caplen": np.asarray(batch.caplen, np.int64)[lanes],
-           "ts_ns": np.asarray(batch.ts_ns, np.int64)[lanes], "index": lanes}
-    if batch.head is not None:
-        inp["head"] = batch.head[lanes]
-    return inp
+    return batch_input(batch, lanes)
 
 
 def timed(fn, runs):

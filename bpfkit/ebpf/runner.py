@@ -356,14 +356,10 @@ class _Collector:
         if xdp:
             run &= caplen <= XDP_MAX_LINEAR
         lanes = np.flatnonzero(run)
-        inp = {"buf": batch.buf, "offset": np.asarray(batch.offset, np.int64)[lanes],
-               "caplen": caplen[lanes], "ts_ns": np.asarray(batch.ts_ns, np.int64)[lanes],
-               "index": first + lanes,
-               "ingress_ifindex": runner._xdp_args["ingress_ifindex"],
-               "rx_queue_index": runner._xdp_args["rx_queue_index"]}
-        head = getattr(batch, "head", None)
-        if head is not None:
-            inp["head"] = head if len(lanes) == n else head[lanes]
+        from .vector import batch_input
+        inp = batch_input(batch, lanes, first)
+        inp["ingress_ifindex"] = runner._xdp_args["ingress_ifindex"]
+        inp["rx_queue_index"] = runner._xdp_args["rx_queue_index"]
         res = self.vprog.run(inp, seed=runner.seed)
         retval = np.zeros(n, np.uint32)
         retval[lanes] = res.retval & np.uint64(0xFFFFFFFF)

@@ -213,7 +213,7 @@ def _vector_pair(name: str, prog: Program, batch: PacketBatch, max_listed: int, 
                  nomatch) -> PairResult:
     """The eBPF interpreter against the vector engine on one translation."""
     from ..ebpf import progtypes
-    from ..ebpf.vector import VectorProgram
+    from ..ebpf.vector import VectorProgram, batch_input
     from .socket import translate_socket
     from .xdp import translate_xdp
     xdp = name == "vector-xdp"
@@ -239,11 +239,8 @@ def _vector_pair(name: str, prog: Program, batch: PacketBatch, max_listed: int, 
         else:
             lanes.append(i)
     idx = np.array(lanes, dtype=np.int64)
-    inp = {"buf": batch.buf, "offset": np.asarray(batch.offset, np.int64)[idx],
-           "caplen": np.asarray(batch.caplen, np.int64)[idx],
-           "ts_ns": np.asarray(batch.ts_ns, np.int64)[idx], "index": idx}
-    got = VectorProgram(interp, ptype).run(inp).retval & np.uint64(0xFFFFFFFF) \
-        if len(idx) else np.zeros(0, np.uint64)
+    got = VectorProgram(interp, ptype).run(batch_input(batch, idx)).retval \
+        & np.uint64(0xFFFFFFFF) if len(idx) else np.zeros(0, np.uint64)
     run_one = progtypes.run_xdp if xdp else progtypes.run_socket_filter
     values = []
     for i, g in zip(lanes, got.tolist()):
@@ -280,14 +277,12 @@ def _vector_xdp_retvals(interp, batch: PacketBatch) -> tuple[dict, dict]:
     """The XDP verdicts of the frames a test run takes, on the vector engine over the
     whole batch: ({index: verdict}, {index: budget fault detail}) (as _xdp_retval)."""
     from ..ebpf import progtypes
-    from ..ebpf.vector import VectorProgram
+    from ..ebpf.vector import VectorProgram, batch_input
     cap = np.asarray(batch.caplen, np.int64)
     idx = np.flatnonzero((cap >= _XDP_MIN) & (cap <= _XDP_MAX))
     if not len(idx):
         return {}, {}
-    inp = {"buf": batch.buf, "offset": np.asarray(batch.offset, np.int64)[idx],
-           "caplen": cap[idx], "ts_ns": np.asarray(batch.ts_ns, np.int64)[idx], "index": idx}
-    out = VectorProgram(interp, progtypes.BPF_PROG_TYPE_XDP).run(inp)
+    out = VectorProgram(interp, progtypes.BPF_PROG_TYPE_XDP).run(batch_input(batch, idx))
     got = dict(zip(idx.tolist(), (out.retval & np.uint64(0xFFFFFFFF)).tolist()))
     faults = {int(idx[j]): f.detail for j, f in out.faults.items() if f.kind == "budget"}
     return got, faults

@@ -48,7 +48,7 @@ from ..isa import (BPF_A, BPF_ABS, BPF_ADD, BPF_ALU, BPF_AND, BPF_B, BPF_DIV, BP
                    BPF_LDX, BPF_LEN, BPF_LSH, BPF_MEM, BPF_MEMWORDS, BPF_MISC, BPF_MOD,
                    BPF_MSH, BPF_MUL, BPF_NEG, BPF_OR, BPF_RET, BPF_RSH, BPF_ST, BPF_STX,
                    BPF_SUB, BPF_TAX, BPF_TXA, BPF_W, BPF_X, BPF_XOR)
-from .codegen import Block, Stmt
+from .codegen import Block
 
 NOP = -1
 A_ATOM = BPF_MEMWORDS
@@ -346,7 +346,7 @@ class _Optimizer:
         self.done = False
         self.nbm = False          # non_branch_movement_performed
         self.blocks = blocks
-        n = self.n_blocks = len(blocks)
+        self.n_blocks = len(blocks)
         self.edges: list[Edge] = [b.et for b in blocks] + [b.ef for b in blocks]
         self.desc: list = []
         self.asc: list = []
@@ -1080,24 +1080,7 @@ class _Optimizer:
                 self._peep_dead(b, stmts, peep_all)
                 code = b.code
         elif stmts:                       # (both do nothing without statements)
-            # _peep_dead, inline
-            if peep_all:
-                self.opt_peep(b)
-            elif (code == BPF_JMP | BPF_JEQ | BPF_K and not b.out_use & A_BIT) or \
-                    code == BPF_JMP | BPF_JSET | BPF_K or \
-                    val[X_ATOM if code & BPF_X else A_ATOM] in vconst:
-                self._peep_branch(b, stmts, None)
-            if len(stmts) == 1:
-                st = stmts[0]
-                d = DEF_BIT[st.code]
-                if d:
-                    if d < 0:
-                        d = 1 << st.k
-                    if not (USE_MASK[b.code] & d or b.out_use & d):
-                        st.code = NOP
-                        self.changed()
-            else:
-                self.opt_deadstores(b)
+            self._peep_dead(b, stmts, peep_all)
             code = b.code
         if code & BPF_X:
             b.oval = b.val[X_ATOM]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import isa
+from ..interp import _JCOND
 
 U64 = np.uint64
 M32 = U64(0xFFFFFFFF)
@@ -89,29 +90,11 @@ def swap(v: np.ndarray, bits: int) -> np.ndarray:
     return v.astype(dt).byteswap().astype(U64)
 
 
+_SIGNED_JUMPS = frozenset({isa.BPF_JSGT, isa.BPF_JSGE, isa.BPF_JSLT, isa.BPF_JSLE})
+
+
 def jcond(op: int, a: np.ndarray, b: np.ndarray, bits: int) -> np.ndarray:
-    """The taken mask of a conditional jump (operands masked to the width)."""
-    if op == isa.BPF_JEQ:
-        return a == b
-    if op == isa.BPF_JNE:
-        return a != b
-    if op == isa.BPF_JGT:
-        return a > b
-    if op == isa.BPF_JGE:
-        return a >= b
-    if op == isa.BPF_JLT:
-        return a < b
-    if op == isa.BPF_JLE:
-        return a <= b
-    if op == isa.BPF_JSET:
-        return (a & b) != 0
-    sa, sb = sext(a, bits), sext(b, bits)
-    if op == isa.BPF_JSGT:
-        return sa > sb
-    if op == isa.BPF_JSGE:
-        return sa >= sb
-    if op == isa.BPF_JSLT:
-        return sa < sb
-    if op == isa.BPF_JSLE:
-        return sa <= sb
-    raise AssertionError(op)  # pragma: no cover
+    """The taken mask of a conditional jump (operands masked to the width): the
+    interpreter's own comparison table (interp._JCOND) applied to lane arrays."""
+    sa, sb = (sext(a, bits), sext(b, bits)) if op in _SIGNED_JUMPS else (None, None)
+    return _JCOND[op](a, b, sa, sb)

@@ -46,7 +46,7 @@ from .mapwave import BUCKET_IDS, SUPPORTED_MAP_TYPES, WaveMaps
 from .memory import (REGION_CTX, REGION_MAPVAL0, REGION_PACKET, REGION_STACK0, STACK_SIZE,
                      U64, decode, gather, gather_rows, region_base, scatter, unaligned_view)
 
-__all__ = ["VectorProgram", "LaneOutcome", "VECTOR_HELPERS"]
+__all__ = ["VectorProgram", "LaneOutcome", "VECTOR_HELPERS", "batch_input"]
 
 _M64 = (1 << 64) - 1
 _EFAULT = 14
@@ -227,6 +227,19 @@ class _Wave:
         else:
             arena, where = self.buf, self.frame_off[lanes] + off
         return unaligned_view(arena, size, big_endian)[where].astype(np.uint64)
+
+
+def batch_input(batch, lanes: np.ndarray, first: int = 0) -> dict:
+    """VectorProgram.run's input for the packets `lanes` of a PacketBatch: the batch's
+    buffer, their offsets, lengths and timestamps, their packet numbers (first + lanes:
+    prandom draws and trace tags) and the batch's head cache when it has one."""
+    inp = {"buf": batch.buf, "offset": np.asarray(batch.offset, np.int64)[lanes],
+           "caplen": np.asarray(batch.caplen, np.int64)[lanes],
+           "ts_ns": np.asarray(batch.ts_ns, np.int64)[lanes], "index": first + lanes}
+    head = getattr(batch, "head", None)
+    if head is not None:
+        inp["head"] = head if len(lanes) == len(batch) else head[lanes]
+    return inp
 
 
 def materialize(w: "_Wave", lanes: np.ndarray) -> None:
