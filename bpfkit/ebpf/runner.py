@@ -188,10 +188,7 @@ class RunResult:
         if not self.is_xdp:
             acc = int(np.count_nonzero(self.retval))
             return {"accepted": acc, "rejected": self.packets - acc}
-        counts = {name: 0 for name in XDP_VERDICTS.values()}
-        for v in self.verdicts:
-            counts[v] = counts.get(v, 0) + 1
-        return counts
+        return add_verdict_counts({name: 0 for name in XDP_VERDICTS.values()}, self.retval)
 
     def dump_maps(self) -> dict[str, list[dict]]:
         """map name -> [{"key": hex, "value": hex}] (per-CPU: a list of hex per CPU)."""
@@ -206,14 +203,11 @@ class RunResult:
             out["verdict"] = self.verdicts
         out["counts"] = self.verdict_counts()
         out["insns"] = self.insns.tolist()
-        out["faults"] = [{"packet": f.packet, "pc": f.pc, "kind": f.kind, "detail": f.detail}
-                         for f in self.faults]
-        out["skipped"] = [{"packet": s.packet, "reason": s.reason} for s in self.skipped]
-        out["trace"] = [{"packet": t.packet, "text": t.text.decode("utf-8", "replace")}
-                        for t in self.trace]
+        out["faults"] = [fault_json(f) for f in self.faults]
+        out["skipped"] = [skipped_json(s) for s in self.skipped]
+        out["trace"] = [trace_json(t) for t in self.trace]
         if self.redirects:
-            out["redirect"] = [{"packet": i, "target": [str(x) for x in t]}
-                               for i, t in sorted(self.redirects.items())]
+            out["redirect"] = [redirect_json(i, t) for i, t in sorted(self.redirects.items())]
         if dump_maps:
             out["maps"] = self.dump_maps()
         out["warnings"] = [str(p) for p in self.problems]
@@ -223,6 +217,33 @@ class RunResult:
 
 
 ENGINES = ("vector", "interp")
+
+
+# the --json items, shared by RunResult.to_json and the streamed runreport.RunReport
+def fault_json(f: PacketFault) -> dict:
+    return {"packet": f.packet, "pc": f.pc, "kind": f.kind, "detail": f.detail}
+
+
+def skipped_json(s: SkippedPacket) -> dict:
+    return {"packet": s.packet, "reason": s.reason}
+
+
+def trace_json(t: TraceLine) -> dict:
+    return {"packet": t.packet, "text": t.text.decode("utf-8", "replace")}
+
+
+def redirect_json(i: int, target: tuple) -> dict:
+    return {"packet": i, "target": [str(x) for x in target]}
+
+
+def add_verdict_counts(counts: dict[str, int], retval: np.ndarray) -> dict[str, int]:
+    """Add the XDP verdicts of `retval` to `counts` (verdict name -> packets); names
+    not in it yet (values without a name) are added in the order they first appear."""
+    vals, first, n = np.unique(np.asarray(retval), return_index=True, return_counts=True)
+    for k in np.argsort(first, kind="stable").tolist():
+        name = verdict_name(int(vals[k]))
+        counts[name] = counts.get(name, 0) + int(n[k])
+    return counts
 
 
 def engine_summary(engine: str, handed: Mapping[str, int], packets: int) -> str:

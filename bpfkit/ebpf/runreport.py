@@ -31,7 +31,8 @@ from ..pcap import CaptureWriter, PacketBatch
 from ..pcap import pcapfile
 from ..pcap.writer import write_error
 from .progtypes import BPF_PROG_TYPE_XDP, PROG_TYPE_NAMES, XDP_VERDICTS, verdict_name
-from .runner import BatchResult
+from .runner import (BatchResult, add_verdict_counts, fault_json, redirect_json,
+                     skipped_json, trace_json)
 
 __all__ = ["RunReport", "OutputCapture"]
 
@@ -123,26 +124,20 @@ class RunReport:
         rv = part.retval
         self.packets += len(rv)
         if self.xdp:
-            vals, first, n = np.unique(rv, return_index=True, return_counts=True)
-            # verdicts without a name are listed in the order they first appear
-            for k in np.argsort(first, kind="stable").tolist():
-                name = verdict_name(int(vals[k]))
-                self.counts[name] = self.counts.get(name, 0) + int(n[k])
+            add_verdict_counts(self.counts, rv)
         else:
             self.accepted += int(np.count_nonzero(rv))
         if self.json:
             self._retval.add(rv)
             self._insns.add(part.insns)
             for f in part.faults:
-                self.faults.add(_dumps({"packet": f.packet, "pc": f.pc, "kind": f.kind,
-                                        "detail": f.detail}))
+                self.faults.add(_dumps(fault_json(f)))
             for s in part.skipped:
-                self.skipped.add(_dumps({"packet": s.packet, "reason": s.reason}))
+                self.skipped.add(_dumps(skipped_json(s)))
             for t in part.trace:
-                self.traces.add(_dumps({"packet": t.packet,
-                                        "text": t.text.decode("utf-8", "replace")}))
+                self.traces.add(_dumps(trace_json(t)))
             for i, t in sorted(part.redirects.items()):
-                self.redirects.add(_dumps({"packet": i, "target": [str(x) for x in t]}))
+                self.redirects.add(_dumps(redirect_json(i, t)))
             return
         for f in part.faults:
             self.faults.add(f"  packet {f.packet}: pc {f.pc}: {f.kind}: {f.detail}")
