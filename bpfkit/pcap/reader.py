@@ -178,7 +178,7 @@ class _Source:
 
 
 def _no_prefetch(start: int, stop: int) -> None:
-    pass
+    """The prefetch of _populate=False: pages are mapped as the walk touches them."""
 
 
 def _is_regular(mode: int) -> bool:
